@@ -1,3 +1,7 @@
+from .utils.torch_load import allow_mmengine_checkpoints
 from .version import __version__
+
+# MMEngine 0.10.7 + torch >= 2.6: let ``--resume`` read MMEngine's checkpoints.
+allow_mmengine_checkpoints()
 
 __all__ = ['__version__']

@@ -16,13 +16,18 @@ class DistillTerm(nn.Module):
         weight: loss weight W.
         tau: temperature; both tensors are divided by it before T, and the loss is
             multiplied by ``tau**2`` so gradients keep their scale (Hinton et al.).
+        connector: optional module (from ``CONNECTORS``) applied to the student tensor
+            first, to reach the teacher's shape.
+        name: used in error messages and loss names.
     """
 
     def __init__(self,
                  distance: ConfigLike,
                  transforms: Sequence[ConfigLike] = (),
                  weight: float = 1.0,
-                 tau: float = 1.0):
+                 tau: float = 1.0,
+                 connector: Optional[nn.Module] = None,
+                 name: str = 'term'):
         super().__init__()
         if tau <= 0:
             raise ValueError(f'tau must be > 0, got {tau}')
@@ -30,6 +35,8 @@ class DistillTerm(nn.Module):
         self.distance = build_distance(distance)
         self.weight = float(weight)
         self.tau = float(tau)
+        self.connector = connector
+        self.name = name
 
     def check(self, input_rank: int) -> None:
         """Raise if the chain cannot take a tensor of ``input_rank``."""
@@ -41,6 +48,20 @@ class DistillTerm(nn.Module):
         return x
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor, **context) -> torch.Tensor:
+        raw_student_shape = tuple(student.shape)
+        if self.connector is not None:
+            student = self.connector(student, teacher.shape)
         s = self.apply_transforms(student / self.tau)
         t = self.apply_transforms(teacher / self.tau)
+        if s.shape != t.shape:
+            hint = (f'add connector=dict(type="ConvConnector", in_channels='
+                    f'{raw_student_shape[1]}, out_channels={teacher.shape[1]}) to the term'
+                    if len(raw_student_shape) == 4 else
+                    f'add connector=dict(type="LinearConnector", in_channels='
+                    f'{raw_student_shape[1]}, out_channels={teacher.shape[1]}) to the term')
+            raise ValueError(
+                f'distill term {self.name!r}: shape mismatch; student feature '
+                f'{raw_student_shape} -> {tuple(s.shape)} after transforms, teacher feature '
+                f'{tuple(teacher.shape)} -> {tuple(t.shape)}. Pick modules with matching '
+                f'shapes (tools/misc/print_modules.py CONFIG lists them) or {hint}.')
         return self.tau**2 * self.weight * self.distance(s, t, **context)

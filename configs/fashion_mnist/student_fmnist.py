@@ -1,0 +1,8 @@
+# The quick-start student, trained alone: resnet8 at half width on a 10k-image subset
+# (KD matters most when the student sees little data; the teacher saw all of it).
+_base_ = ['../_base_/datasets/fashion_mnist.py', '../_base_/schedules/fmnist_short.py',
+          '../_base_/default_runtime.py']
+model = dict(type='ImageClassifier',
+             backbone=dict(type='resnet8', num_classes=10, in_channels=1, width_mult=0.5),
+             data_preprocessor={{_base_.data_preprocessor}})
+train_dataloader = dict(dataset=dict(indices=10000))

@@ -1,0 +1,176 @@
+"""Fashion-MNIST read from its IDX files, plus the in-memory array dataset base.
+
+The whole IDX array is decoded with numpy at once (60k images load in well under a
+second). Images are kept in one ``(N, H, W, C)`` uint8 array; ``data_list`` only holds
+labels and row numbers, and :meth:`ArrayImageDataset.get_data_info` attaches a copy of the
+image, so MMEngine's serialisation stays small and worker processes share the array.
+"""
+import gzip
+import os.path as osp
+from typing import List, Optional, Tuple
+
+import numpy as np
+from mmengine.dataset import BaseDataset
+from mmengine.dataset.base_dataset import force_full_init
+
+from kdzoo.registry import DATASETS
+
+FASHION_MNIST_CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal',
+                         'Shirt', 'Sneaker', 'Bag', 'Ankle boot')
+
+# Searched in this order when ``data_root`` is None.
+FASHION_MNIST_ROOTS = ('data/fashion_mnist', 'data/FashionMNIST/raw',
+                       '/usr/share/datasets/fashion-mnist')
+
+IDX_IMAGES_MAGIC = 2051
+IDX_LABELS_MAGIC = 2049
+
+_SPLIT_PREFIX = {'train': 'train', 'test': 't10k'}
+
+
+class ArrayImageDataset(BaseDataset):
+    """A :class:`~mmengine.dataset.BaseDataset` whose images live in one numpy array.
+
+    Subclasses implement :meth:`load_arrays` returning ``(images, labels)`` with images
+    ``(N, H, W, C)`` uint8 and labels ``(N,)`` ints. Every data info then holds ``img``
+    (an ``(H, W, C)`` uint8 copy, ``C == 1`` for grey images) and ``gt_label`` (int).
+    ``indices`` (an int or a sequence) selects a subset, as in ``BaseDataset``.
+    """
+
+    def __init__(self, **kwargs):
+        self._images: Optional[np.ndarray] = None
+        super().__init__(**kwargs)
+
+    def load_arrays(self) -> Tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def load_data_list(self) -> List[dict]:
+        images, labels = self.load_arrays()
+        if images.ndim == 3:
+            images = images[..., None]
+        if images.ndim != 4 or images.dtype != np.uint8:
+            raise ValueError(f'{type(self).__name__}: expected (N, H, W, C) uint8 images, '
+                             f'got {images.shape} {images.dtype}')
+        if len(images) != len(labels):
+            raise ValueError(f'{type(self).__name__}: {len(images)} images but '
+                             f'{len(labels)} labels')
+        self._images = images
+        return [dict(gt_label=int(label), img_idx=i)
+                for i, label in enumerate(np.asarray(labels).tolist())]
+
+    @force_full_init
+    def get_data_info(self, idx: int) -> dict:
+        info = super().get_data_info(idx)
+        info['img'] = self._images[info.pop('img_idx')].copy()
+        return info
+
+    @force_full_init
+    def get_gt_labels(self) -> np.ndarray:
+        """Labels of all samples (of the subset, if ``indices`` was given), as int64."""
+        labels = []
+        for i in range(len(self)):
+            info = BaseDataset.get_data_info(self, i)
+            labels.append(info['gt_label'])
+        return np.asarray(labels, dtype=np.int64)
+
+
+def _open_maybe_gzip(path: str):
+    return gzip.open(path, 'rb') if path.endswith('.gz') else open(path, 'rb')
+
+
+def read_idx(path: str, expected_magic: int) -> np.ndarray:
+    """Decode a whole IDX file (optionally gzipped) into a uint8 numpy array.
+
+    The header is big-endian: a magic number (``2051`` for images, ``2049`` for labels)
+    followed by one int32 per dimension.
+    """
+    with _open_maybe_gzip(path) as f:
+        buf = f.read()
+    if len(buf) < 8:
+        raise ValueError(f'{path} is not an IDX file (only {len(buf)} bytes)')
+    magic = int(np.frombuffer(buf, dtype='>i4', count=1)[0])
+    if magic != expected_magic:
+        raise ValueError(f'{path}: bad IDX magic number {magic}, expected {expected_magic} '
+                         f'({"images" if expected_magic == IDX_IMAGES_MAGIC else "labels"}); '
+                         'is this the right file, or a corrupt download?')
+    ndim = magic & 0xFF
+    if len(buf) < 4 + 4 * ndim:
+        raise ValueError(f'{path}: truncated IDX header')
+    shape = tuple(int(d) for d in np.frombuffer(buf, dtype='>i4', count=ndim, offset=4))
+    offset = 4 + 4 * ndim
+    expected = int(np.prod(shape))
+    if len(buf) - offset != expected:
+        raise ValueError(f'{path}: header says shape {shape} ({expected} bytes) but the '
+                         f'file holds {len(buf) - offset} data bytes')
+    return np.frombuffer(buf, dtype=np.uint8, offset=offset).reshape(shape)
+
+
+@DATASETS.register_module()
+class FashionMNIST(ArrayImageDataset):
+    """Fashion-MNIST (28x28 grey images, 10 classes) read from the original IDX files.
+
+    Args:
+        split (str): ``'train'`` (60k images) or ``'test'`` (10k images).
+        data_root (str, optional): Folder with ``train-images-idx3-ubyte``,
+            ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte`` and
+            ``t10k-labels-idx1-ubyte`` (each optionally ``.gz``); its ``raw`` and
+            ``FashionMNIST/raw`` sub-folders are tried too. ``None`` searches
+            ``data/fashion_mnist``, ``data/FashionMNIST/raw`` (torchvision's layout) and
+            ``/usr/share/datasets/fashion-mnist`` (Debian's ``dataset-fashion-mnist``).
+        **kwargs: Passed to :class:`~mmengine.dataset.BaseDataset` (``pipeline``,
+            ``indices``, ``test_mode``, ``lazy_init``, ...).
+
+    Each sample's ``img`` is ``(28, 28, 1)`` uint8 and ``gt_label`` an int.
+    """
+
+    METAINFO = dict(classes=FASHION_MNIST_CLASSES)
+
+    def __init__(self, split: str = 'train', data_root: Optional[str] = None, **kwargs):
+        if split not in _SPLIT_PREFIX:
+            raise ValueError(f"FashionMNIST: split must be 'train' or 'test', got {split!r}")
+        self.split = split
+        self.search_root = data_root
+        super().__init__(data_root=data_root or '', **kwargs)
+
+    @staticmethod
+    def candidate_dirs(data_root: Optional[str]) -> List[str]:
+        if data_root is None:
+            return list(FASHION_MNIST_ROOTS)
+        return [data_root, osp.join(data_root, 'raw'), osp.join(data_root, 'FashionMNIST', 'raw')]
+
+    def find_files(self) -> Tuple[str, str]:
+        prefix = _SPLIT_PREFIX[self.split]
+        names = (f'{prefix}-images-idx3-ubyte', f'{prefix}-labels-idx1-ubyte')
+        tried = []
+        for folder in self.candidate_dirs(self.search_root):
+            found = []
+            for name in names:
+                for candidate in (osp.join(folder, name), osp.join(folder, name + '.gz')):
+                    tried.append(candidate)
+                    if osp.isfile(candidate):
+                        found.append(candidate)
+                        break
+            if len(found) == 2:
+                return found[0], found[1]
+        raise FileNotFoundError(
+            f'Fashion-MNIST {self.split} split not found. Tried:\n  ' + '\n  '.join(tried) +
+            '\nGet the data with `apt-get install dataset-fashion-mnist` (installs '
+            '/usr/share/datasets/fashion-mnist), or put the four IDX files from '
+            'https://github.com/zalandoresearch/fashion-mnist (gzipped or not) in '
+            'data/fashion_mnist, or pass data_root=<folder>.')
+
+    def load_arrays(self) -> Tuple[np.ndarray, np.ndarray]:
+        img_path, label_path = self.find_files()
+        images = read_idx(img_path, IDX_IMAGES_MAGIC)
+        labels = read_idx(label_path, IDX_LABELS_MAGIC)
+        if images.ndim != 3:
+            raise ValueError(f'{img_path}: expected a 3-D image array, got shape {images.shape}')
+        if labels.ndim != 1 or len(labels) != len(images):
+            raise ValueError(f'{label_path}: {labels.shape} labels for {len(images)} images')
+        if labels.size and labels.max() >= len(FASHION_MNIST_CLASSES):
+            raise ValueError(f'{label_path}: label {labels.max()} out of range')
+        return images, labels
+
+
+__all__ = ['FashionMNIST', 'ArrayImageDataset', 'read_idx', 'FASHION_MNIST_CLASSES',
+           'FASHION_MNIST_ROOTS']

@@ -1,0 +1,3 @@
+from .hooks import StudentCheckpointHook
+
+__all__ = ['StudentCheckpointHook']

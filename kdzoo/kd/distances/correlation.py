@@ -1,0 +1,164 @@
+"""Similarity / correlation based distances.
+
+Tensors are compared per sample after flattening every dim but the batch dim, unless a
+distance says otherwise: ``s, t -> S, T`` of shape ``(N, D)``.
+"""
+import torch
+import torch.nn.functional as F
+
+from kdzoo.registry import DISTANCES
+from ._common import LibraryDistance
+
+
+def pearson_rows(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Pearson correlation of matching rows of two ``(N, D)`` matrices -> ``(N,)``."""
+    a = a - a.mean(dim=1, keepdim=True)
+    b = b - b.mean(dim=1, keepdim=True)
+    return F.cosine_similarity(a, b, dim=1, eps=eps)
+
+
+def linear_cka(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Linear CKA (Kornblith et al. 2019) between ``x (m, ...)`` and ``y (m, ...)``.
+
+    Both are flattened to ``(m, p)`` and ``(m, q)`` (``p`` and ``q`` may differ). With
+    column-centred ``X, Y``: ``CKA = <X X^T, Y Y^T>_F / (||X X^T||_F ||Y Y^T||_F)``, equal to
+    ``HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L))`` with ``K = X X^T``, ``L = Y Y^T`` and
+    ``HSIC(K, L) = tr(K H L H) / (m-1)^2``. Computed through the ``m x m`` Gram matrices, so
+    the cost is ``O(m^2 (p + q))``. Returns a 0-dim tensor in [0, 1] (differentiable).
+    """
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f'linear_cka needs the same number of samples, got {x.shape[0]} '
+                         f'and {y.shape[0]}')
+    xc = x.flatten(1)
+    yc = y.flatten(1)
+    xc = xc - xc.mean(dim=0, keepdim=True)
+    yc = yc - yc.mean(dim=0, keepdim=True)
+    k = xc @ xc.t()
+    l = yc @ yc.t()  # noqa: E741
+    return (k * l).sum() / (k.norm() * l.norm() + eps)
+
+
+@DISTANCES.register_module(name='cosine')
+class CosineDistance(LibraryDistance):
+    formula = 'D(s, t) = mean_n (1 - <S_n, T_n> / (||S_n|| ||T_n||))'
+    source = 'Auto-KD / UniADS (cosine)'
+
+    def __init__(self, eps: float = 1e-8):
+        super().__init__()
+        self.eps = float(eps)
+
+    def distance(self, s, t, **context):
+        return 1.0 - F.cosine_similarity(s.flatten(1), t.flatten(1), dim=1, eps=self.eps).mean()
+
+
+@DISTANCES.register_module(name='pearson')
+class PearsonDistance(LibraryDistance):
+    """1 - Pearson correlation between each sample's flattened student and teacher vectors.
+
+    For ``(N, C)`` logits it is DIST's intra-class term; for ``(N, C, H, W)`` the
+    correlation runs over all ``C*H*W`` values of a sample. Invariant to a per-sample shift
+    and positive scale of either input.
+    """
+    formula = 'D(s, t) = mean_n (1 - pearson(S_n, T_n))'
+    source = 'Auto-KD (Pearson / correlation); DIST (Huang et al. 2022)'
+
+    def __init__(self, eps: float = 1e-8):
+        super().__init__()
+        self.eps = float(eps)
+
+    def distance(self, s, t, **context):
+        return 1.0 - pearson_rows(s.flatten(1), t.flatten(1), self.eps).mean()
+
+
+@DISTANCES.register_module(name='dist')
+class DISTDistance(LibraryDistance):
+    """DIST (Huang et al., NeurIPS 2022) on ``(N, C)`` logits.
+
+    ``Y = softmax(x)`` over classes; inter-class relation ``1 - mean_i pearson(Y_s[:, i],
+    Y_t[:, i])`` (over the batch), intra-class relation ``1 - mean_n pearson(Y_s[n],
+    Y_t[n])``. DIST's ``tau^2`` factor comes from the distill term (use ``tau=4`` for the
+    paper's setting).
+    """
+    ranks = (2, )
+    formula = ('D(s, t) = beta (1 - mean_i pearson_N(Y_s[:,i], Y_t[:,i])) '
+               '+ gamma (1 - mean_n pearson_C(Y_s[n], Y_t[n])), Y = softmax over C')
+    source = 'DIST (Huang et al., NeurIPS 2022)'
+
+    def __init__(self, beta: float = 1.0, gamma: float = 1.0, eps: float = 1e-8):
+        super().__init__()
+        self.beta = float(beta)
+        self.gamma = float(gamma)
+        self.eps = float(eps)
+
+    def distance(self, s, t, **context):
+        ys = F.softmax(s, dim=1)
+        yt = F.softmax(t, dim=1)
+        inter = 1.0 - pearson_rows(ys.t(), yt.t(), self.eps).mean()
+        intra = 1.0 - pearson_rows(ys, yt, self.eps).mean()
+        return self.beta * inter + self.gamma * intra
+
+
+@DISTANCES.register_module(name='barlow')
+class BarlowTwinsDistance(LibraryDistance):
+    """Barlow-Twins-style cross-correlation between student and teacher features.
+
+    ``Z_s, Z_t``: ``(N, D)`` features standardised per dim over the batch (biased std);
+    ``c = Z_s^T Z_t / N`` (``D x D``). Loss ``(sum_i (1 - c_ii)^2 + lambda sum_{i!=j}
+    c_ij^2) / D``. The off-diagonal sum is computed via ``||c||_F^2 = <Z_s Z_s^T, Z_t
+    Z_t^T>_F / N^2`` so ``c`` is never formed (cost ``O(N^2 D)``).
+    """
+    formula = ('D(s, t) = [sum_i (1 - c_ii)^2 + lambda sum_{i!=j} c_ij^2] / D, '
+               'c = Z_s^T Z_t / N, Z = batch-standardised features')
+    source = 'Barlow Twins (Zbontar et al., ICML 2021) as a KD loss'
+
+    def __init__(self, lambd: float = 5e-3, eps: float = 1e-5):
+        super().__init__()
+        self.lambd = float(lambd)
+        self.eps = float(eps)
+
+    def _standardise(self, x):
+        x = x.flatten(1)
+        x = x - x.mean(dim=0, keepdim=True)
+        return x / torch.sqrt(x.pow(2).mean(dim=0, keepdim=True) + self.eps)
+
+    def distance(self, s, t, **context):
+        zs = self._standardise(s)
+        zt = self._standardise(t)
+        n, d = zs.shape
+        diag = (zs * zt).sum(dim=0) / n
+        total_sq = ((zs @ zs.t()) * (zt @ zt.t())).sum() / n**2
+        off_sq = total_sq - diag.pow(2).sum()
+        return ((1.0 - diag).pow(2).sum() + self.lambd * off_sq) / d
+
+
+@DISTANCES.register_module(name='cka')
+class CKADistance(LibraryDistance):
+    """``1 - linear CKA`` between the flattened ``(N, D)`` features (see :func:`linear_cka`)."""
+    formula = 'D(s, t) = 1 - <K_s, K_t>_F / (||K_s||_F ||K_t||_F), K = S_c S_c^T (centred S)'
+    source = 'CKA (Kornblith et al. 2019); Auto-KD reward'
+
+    def distance(self, s, t, **context):
+        return 1.0 - linear_cka(s, t)
+
+
+@DISTANCES.register_module(name='at')
+class AttentionTransferDistance(LibraryDistance):
+    """AT's loss on feature maps: ``mean((a_s - a_t)^2)`` of their spatial attention maps.
+
+    Equivalent to the ``satt`` transform followed by ``l2``.
+    """
+    ranks = (3, 4)
+    formula = 'D(s, t) = mean (a(s) - a(t))^2, a(f) = normalize_2(vec(mean_C |f|^p))'
+    source = 'AT (Zagoruyko & Komodakis, ICLR 2017)'
+
+    def __init__(self, p: float = 2.0, eps: float = 1e-12):
+        super().__init__()
+        self.p = float(p)
+        self.eps = float(eps)
+
+    def _attention(self, x):
+        return F.normalize(x.abs().pow(self.p).mean(dim=1).flatten(1), p=2.0, dim=1,
+                           eps=self.eps)
+
+    def distance(self, s, t, **context):
+        return (self._attention(s) - self._attention(t)).pow(2).mean()

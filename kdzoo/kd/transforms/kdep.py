@@ -1,0 +1,340 @@
+"""KDEP's parameter-free alignment and transformation modules (He et al., CVPR 2022).
+
+KDEP matches the student's pooled features ``(N, D_s)`` to a teacher's ``(N, D_t)``
+without learnable parameters: the teacher side is aligned to ``D_s`` (channel selection,
+interpolation or, best, an SVD projection), then rescaled (SN, SM or PTS) so that a few
+high-variance channels do not dominate the L2 loss.
+
+**Student/teacher convention.** A distill term applies each transform to both tensors,
+the student first. The dimension-aligning transforms therefore only change tensors whose
+channel dim (dim 1) differs from the target ``out_dim``; a tensor that already has
+``out_dim`` channels (the student's) passes through unchanged. ``out_dim=None`` means
+"the channel dim of the first tensor seen", i.e. the student's. All of them accept
+``(N, D)`` vectors and ``(N, C, H, W)`` maps (aligned along C at every position).
+"""
+from typing import Iterable, Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+
+from kdzoo.registry import KD_TRANSFORMS
+from ._common import LazyBuffersMixin, LibraryTransform, channel_view, reduce_dims_except
+
+Features = Union[torch.Tensor, Iterable[torch.Tensor]]
+
+
+def _iter_features(features: Features):
+    if isinstance(features, torch.Tensor):
+        yield features
+    else:
+        yield from features
+
+
+def _channels_last_2d(x: torch.Tensor) -> torch.Tensor:
+    """(N, C) or (N, C, H, W) -> (M, C) with one row per sample (and position)."""
+    if x.dim() == 2:
+        return x
+    return x.movedim(1, -1).reshape(-1, x.shape[1])
+
+
+class _ChannelAlign(LibraryTransform):
+    family = 'alignment'
+    ranks = (2, 4)
+
+    def __init__(self, out_dim: Optional[int] = None):
+        super().__init__()
+        if out_dim is not None and out_dim <= 0:
+            raise ValueError(f'out_dim must be > 0, got {out_dim}')
+        self.out_dim = out_dim
+
+    def target_dim(self, x: torch.Tensor) -> int:
+        if self.out_dim is None:
+            self.out_dim = int(x.shape[1])  # the first tensor seen: the student's
+        return self.out_dim
+
+
+@KD_TRANSFORMS.register_module(name='svd')
+class SVDAlign(LazyBuffersMixin, _ChannelAlign):
+    """Project teacher features onto their top-``out_dim`` right singular vectors.
+
+    ``basis`` (buffer, ``(D_t, D_s)``) holds the top right singular vectors of the
+    (uncentred) teacher feature matrix ``X (M, D_t)``, i.e. the top eigenvectors of
+    ``X^T X``, each with its largest-magnitude entry made positive; ``fitted`` (buffer)
+    tells whether it was computed. :meth:`fit` computes it from a tensor or an iterable of
+    tensors (e.g. over a data loader). If not fitted, the first tensor whose dim differs
+    from ``out_dim`` (the teacher's, at the first training step) is used to fit it.
+
+    After fitting, tensors with ``D_t`` channels are projected (``x @ basis``) and tensors
+    with ``D_s`` channels are returned unchanged. When ``D_t == D_s`` the projection is a
+    rotation applied to both tensors; it then only happens after an explicit :meth:`fit`
+    (before it, equal-dim tensors pass through).
+
+    Args:
+        out_dim: ``D_s``; ``None``: the channel dim of the first tensor seen (the student's).
+        in_dim: ``D_t`` if known (pre-sizes the buffer; otherwise sized when fitted or when
+            a checkpoint is loaded).
+    """
+    stateful = True
+    formula = 'T(f_t) = f_t V_k, V_k = top-D_s right singular vectors of the teacher features'
+    shapes = '(N,D_t) -> (N,D_s); (N,D_t,H,W) -> (N,D_s,H,W); D_s tensors unchanged'
+    source = 'KDEP (He et al., CVPR 2022): SVD alignment'
+    _lazy_buffers = ('basis', )
+
+    def __init__(self, out_dim: Optional[int] = None, in_dim: Optional[int] = None):
+        super().__init__(out_dim)
+        self.register_buffer('basis', torch.zeros(in_dim or 0, out_dim or 0))
+        self.register_buffer('fitted', torch.tensor(False))
+
+    @torch.no_grad()
+    def fit(self, features: Features, out_dim: Optional[int] = None) -> 'SVDAlign':
+        """Fit the basis on teacher features: a tensor or an iterable of tensors."""
+        if out_dim is not None:
+            self.out_dim = int(out_dim)
+        gram = None
+        for x in _iter_features(features):
+            self.check_rank(x)
+            flat = _channels_last_2d(x.detach()).double()
+            part = flat.t() @ flat
+            gram = part if gram is None else gram + part
+        if gram is None:
+            raise ValueError('svd.fit got no features')
+        in_dim = gram.shape[0]
+        k = self.out_dim if self.out_dim is not None else in_dim
+        if k > in_dim:
+            raise ValueError(f'svd cannot project {in_dim} teacher channels to {k} > {in_dim}')
+        _, vecs = torch.linalg.eigh(gram)           # ascending eigenvalues
+        basis = vecs[:, -k:].flip(-1) if k > 0 else vecs[:, :0]
+        idx = basis.abs().argmax(dim=0)
+        signs = torch.sign(basis[idx, torch.arange(k, device=basis.device)])
+        basis = basis * torch.where(signs == 0, torch.ones_like(signs), signs)
+        self.out_dim = k
+        self._resize_buffer('basis', (in_dim, k)).copy_(basis.to(self.basis.dtype))
+        self.fitted.fill_(True)
+        return self
+
+    def transform(self, x):
+        c = x.shape[1]
+        if not bool(self.fitted):
+            out = self.target_dim(x)
+            if c == out:
+                return x
+            self.fit(x)
+        in_dim, out_dim = self.basis.shape
+        if c == in_dim:
+            basis = self.basis.to(x.dtype)
+            if x.dim() == 2:
+                return x @ basis
+            return torch.einsum('nchw,cd->ndhw', x, basis)
+        if c == out_dim:
+            return x
+        raise ValueError(f'svd was fitted for {in_dim} -> {out_dim} channels, got a tensor '
+                         f'of shape {tuple(x.shape)}')
+
+
+@KD_TRANSFORMS.register_module(name='channel_select')
+class ChannelSelect(_ChannelAlign):
+    """Keep ``out_dim`` teacher channels: the first ones, or the given ``indices``."""
+    formula = 'T(f_t) = f_t[:, indices] (default: the first D_s channels)'
+    shapes = '(N,D_t[,H,W]) -> (N,D_s[,H,W]); D_s tensors unchanged'
+    source = 'KDEP (He et al., CVPR 2022): channel selection'
+
+    def __init__(self, out_dim: Optional[int] = None, indices: Optional[Sequence[int]] = None):
+        if indices is not None:
+            indices = [int(i) for i in indices]
+            if out_dim is not None and out_dim != len(indices):
+                raise ValueError(f'channel_select: out_dim={out_dim} but {len(indices)} '
+                                 'indices given')
+            out_dim = len(indices)
+        super().__init__(out_dim)
+        self.indices = indices
+
+    def transform(self, x):
+        out = self.target_dim(x)
+        c = x.shape[1]
+        if c == out:
+            return x
+        if self.indices is None:
+            if c < out:
+                raise ValueError(f'channel_select cannot select {out} of {c} channels')
+            return x[:, :out]
+        if max(self.indices) >= c:
+            raise ValueError(f'channel_select index {max(self.indices)} out of range for '
+                             f'{c} channels')
+        return x.index_select(1, torch.as_tensor(self.indices, device=x.device))
+
+
+@KD_TRANSFORMS.register_module(name='interp')
+class ChannelInterp(_ChannelAlign):
+    """Linear interpolation along the channel dim to ``out_dim`` (align_corners=True)."""
+    formula = 'T(f_t) = linear_interpolate(f_t along C, D_t -> D_s)'
+    shapes = '(N,D_t[,H,W]) -> (N,D_s[,H,W]); D_s tensors unchanged'
+    source = 'KDEP (He et al., CVPR 2022): interpolation'
+
+    def transform(self, x):
+        out = self.target_dim(x)
+        c = x.shape[1]
+        if c == out:
+            return x
+        rows = _channels_last_2d(x).unsqueeze(1)  # (M, 1, C)
+        res = F.interpolate(rows, size=out, mode='linear', align_corners=True).squeeze(1)
+        if x.dim() == 2:
+            return res
+        n, _, h, w = x.shape
+        return res.view(n, h, w, out).permute(0, 3, 1, 2)
+
+
+class _RunningChannelStats(LazyBuffersMixin, LibraryTransform):
+    """Per-channel variance kept in buffers (``running_var``, ``num_batches_tracked``).
+
+    Statistics are computed over every dim but the channel dim (1). In training mode the
+    transform counts its calls; calls come in (student, teacher) pairs, and with
+    ``update_from='teacher'`` (default) only the teacher call of each pair updates the
+    statistics, after the pair used them, so both tensors of a step are scaled by the
+    same numbers; ``'both'`` updates on every call. Before any statistics exist, a call
+    uses the batch's own statistics (and a teacher call stores them). :meth:`fit` sets the
+    statistics from data. In eval mode the stored statistics are used unchanged.
+
+    Args:
+        momentum: running-average momentum; ``None``: cumulative average.
+        eps: added to the variance.
+        num_channels: pre-sizes the buffers (otherwise sized at the first call / on load).
+        update_from: ``'teacher'`` or ``'both'``.
+    """
+    family = 'alignment'
+    ranks = (2, 4)
+    stateful = True
+    _lazy_buffers = ('running_var', )
+
+    def __init__(self, momentum: Optional[float] = 0.1, eps: float = 1e-5,
+                 num_channels: Optional[int] = None, update_from: str = 'teacher'):
+        super().__init__()
+        if update_from not in ('teacher', 'both'):
+            raise ValueError(f"update_from must be 'teacher' or 'both', got {update_from!r}")
+        self.momentum = momentum
+        self.eps = float(eps)
+        self.update_from = update_from
+        self.register_buffer('running_var', torch.ones(num_channels or 0))
+        self.register_buffer('num_batches_tracked', torch.tensor(0, dtype=torch.long))
+        self._calls = 0
+
+    @staticmethod
+    def batch_var(x: torch.Tensor) -> torch.Tensor:
+        return x.detach().var(dim=reduce_dims_except(x, 1), unbiased=False)
+
+    def _store(self, var: torch.Tensor) -> None:
+        self._resize_buffer('running_var', var.shape).copy_(var)
+        self.num_batches_tracked.fill_(1)
+
+    @torch.no_grad()
+    def fit(self, features: Features) -> '_RunningChannelStats':
+        """Set the statistics from data: a tensor or an iterable of tensors."""
+        total = sq = None
+        count = 0
+        for x in _iter_features(features):
+            self.check_rank(x)
+            flat = _channels_last_2d(x.detach()).double()
+            s, q = flat.sum(0), flat.pow(2).sum(0)
+            total = s if total is None else total + s
+            sq = q if sq is None else sq + q
+            count += flat.shape[0]
+        if not count:
+            raise ValueError(f'{type(self).__name__}.fit got no features')
+        mean = total / count
+        self._store((sq / count - mean.pow(2)).clamp_min(0).to(self.running_var.dtype))
+        return self
+
+    def channel_var(self, x: torch.Tensor) -> torch.Tensor:
+        """The per-channel variance used to transform ``x`` (updates state in training)."""
+        tracked = int(self.num_batches_tracked) > 0
+        if tracked and self.running_var.numel() != x.shape[1]:
+            raise ValueError(f'{type(self).__name__} holds statistics of '
+                             f'{self.running_var.numel()} channels, got a tensor of shape '
+                             f'{tuple(x.shape)}')
+        if not self.training:
+            return self.running_var if tracked else self.batch_var(x)
+        update = self.update_from == 'both' or self._calls % 2 == 1
+        self._calls += 1
+        if not tracked:
+            var = self.batch_var(x)
+            if update:
+                self._store(var)
+            return var
+        var = self.running_var.clone()
+        if update:
+            count = int(self.num_batches_tracked) + 1
+            momentum = 1.0 / count if self.momentum is None else self.momentum
+            self.running_var.mul_(1 - momentum).add_(momentum * self.batch_var(x))
+            self.num_batches_tracked.fill_(count)
+        return var
+
+
+@KD_TRANSFORMS.register_module(name='sn')
+class StdNormalize(_RunningChannelStats):
+    """KDEP's SN: divide each channel by its standard deviation (running statistics)."""
+    formula = 'T(f) = f / sqrt(var_c + eps), var_c = running per-channel variance'
+    source = 'KDEP (He et al., CVPR 2022): SN'
+
+    def transform(self, x):
+        var = self.channel_var(x).to(x.dtype)
+        return x / channel_view(torch.sqrt(var + self.eps), x)
+
+
+@KD_TRANSFORMS.register_module(name='sm')
+class StdMatch(_RunningChannelStats):
+    """KDEP's SM: rescale each channel so its std equals the pre-alignment max std.
+
+    The target std is ``target_std`` if given, else the ``target`` buffer set by
+    ``fit(features, pre_alignment=...)`` (the max channel std of the features before the
+    SVD alignment), else the max running channel std of the transform's own input.
+    """
+    formula = 'T(f) = f * s_max / sqrt(var_c + eps), s_max = max channel std before alignment'
+    source = 'KDEP (He et al., CVPR 2022): SM'
+
+    def __init__(self, target_std: Optional[float] = None, **kwargs):
+        super().__init__(**kwargs)
+        self.target_std = target_std
+        self.register_buffer('target', torch.tensor(0.0))
+
+    @torch.no_grad()
+    def fit(self, features: Features, pre_alignment: Optional[Features] = None) -> 'StdMatch':
+        """Fit the channel statistics; ``pre_alignment`` features set the target std."""
+        super().fit(features)
+        if pre_alignment is not None:
+            ref = _RunningChannelStats(momentum=None).fit(pre_alignment)
+            self.target.fill_(float(ref.running_var.max().sqrt()))
+        return self
+
+    def transform(self, x):
+        var = self.channel_var(x).to(x.dtype)
+        if self.target_std is not None:
+            target = torch.as_tensor(float(self.target_std), dtype=x.dtype, device=x.device)
+        elif float(self.target) > 0:
+            target = self.target.to(x.dtype)
+        else:
+            target = var.max().sqrt()
+        return x * channel_view(target / torch.sqrt(var + self.eps), x)
+
+
+@KD_TRANSFORMS.register_module(name='pts')
+class PowerTemperatureScaling(LibraryTransform):
+    """KDEP's power temperature scaling, global and non-decreasing.
+
+    ``T`` and ``n`` are not stated in the method card; defaults ``T=1, n=2``. ``|f / T|`` is
+    clamped below at ``eps`` inside the power so the gradient at ``f = 0`` is 0, not NaN.
+    """
+    family = 'alignment'
+    ranks = (2, 3, 4)
+    formula = 'T(f) = sign(f) * |f / T|^(1/n)'
+    source = 'KDEP (He et al., CVPR 2022): PTS'
+
+    def __init__(self, T: float = 1.0, n: float = 2.0,  # noqa: N803 (paper's symbols)
+                 eps: float = 1e-12):
+        super().__init__()
+        self.eps = float(eps)
+        if T <= 0 or n <= 0:
+            raise ValueError(f'pts needs T > 0 and n > 0, got T={T}, n={n}')
+        self.T = float(T)
+        self.n = float(n)
+
+    def transform(self, x):
+        return torch.sign(x) * (x / self.T).abs().clamp_min(self.eps).pow(1.0 / self.n)
