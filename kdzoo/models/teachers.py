@@ -115,8 +115,10 @@ def teacher_config(spec: Union[str, dict], **defaults) -> dict:
         spec = dict(spec)
         TEACHERS.import_from_location()
         if TEACHERS.get(spec.get('type', '')) is not None:
+            if 'checkpoint' in defaults:
+                spec.setdefault('checkpoint', defaults['checkpoint'])
             return spec
-        checkpoint = spec.pop('checkpoint', None)
+        checkpoint = spec.pop('checkpoint', defaults.get('checkpoint'))
         return dict(type='ModelTeacher', model=spec, checkpoint=checkpoint)
     if not isinstance(spec, str):
         raise TypeError(f'teacher must be a string or a dict, got {type(spec).__name__}')

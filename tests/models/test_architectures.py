@@ -8,9 +8,9 @@ from kdzoo.registry import STUDENTS
 
 STUDENTS.import_from_location()
 
-# Parameter counts of the CRD zoo at 100 classes (millions).
+# Parameter counts of the CRD zoo at 100 classes (millions; resnet8's 0.08M to 3 digits).
 CRD_PARAMS = {
-    'resnet8': 0.08, 'resnet14': 0.18, 'resnet20': 0.28, 'resnet32': 0.47, 'resnet44': 0.67,
+    'resnet8': 0.084, 'resnet14': 0.18, 'resnet20': 0.28, 'resnet32': 0.47, 'resnet44': 0.67,
     'resnet56': 0.86, 'resnet110': 1.74, 'resnet8x4': 1.23, 'resnet32x4': 7.43,
     'wrn_16_1': 0.18, 'wrn_16_2': 0.70, 'wrn_40_1': 0.57, 'wrn_40_2': 2.25, 'vgg8': 3.96,
     'vgg11': 9.28, 'vgg13': 9.46, 'vgg16': 14.77, 'vgg19': 20.09, 'mobilenetv2_half': 0.81,
@@ -85,7 +85,8 @@ def test_width_mult_reduces_parameters(name):
     base = build_meta(type=name, num_classes=10)
     narrow = build_meta(type=name, num_classes=10, width_mult=0.5)
     assert num_params(narrow) < 0.5 * num_params(base)
-    assert narrow.num_features < base.num_features
+    if name != 'mobilenetv2_half':  # CRD keeps the 1280-channel head conv for widths <= 1
+        assert narrow.num_features < base.num_features
 
 
 @pytest.mark.parametrize('name', RESNETS)

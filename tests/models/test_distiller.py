@@ -1,0 +1,203 @@
+"""The Distiller: terms, teacher handling, errors, checkpoints."""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from kdzoo.models import Distiller, ImageClassifier
+from kdzoo.registry import MODELS
+from kdzoo.utils import register_all_modules
+
+register_all_modules()
+
+PREPROCESSOR = dict(type='ImgDataPreprocessor', mean=[72.94], std=[90.0])
+
+
+def classifier(arch, **kwargs):
+    return dict(type='ImageClassifier', data_preprocessor=PREPROCESSOR,
+                backbone=dict(type=arch, num_classes=10, in_channels=1, **kwargs))
+
+
+@pytest.fixture
+def teacher_ckpt(tmp_path):
+    torch.manual_seed(1)
+    teacher = MODELS.build(classifier('resnet14'))
+    path = tmp_path / 'teacher.pth'
+    torch.save(dict(state_dict=teacher.state_dict(), meta={}), path)
+    return str(path)
+
+
+def kd_distiller(teacher_ckpt, terms=None, **kwargs):
+    terms = terms or [dict(student='backbone.fc', teacher='backbone.fc', distance='kl',
+                           tau=4.0, weight=0.9)]
+    return Distiller(student=classifier('resnet8'), teacher=classifier('resnet14'),
+                     teacher_checkpoint=teacher_ckpt, distill_terms=terms, **kwargs)
+
+
+def batch(n=8):
+    torch.manual_seed(0)
+    return dict(inputs=torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8),
+                data_samples=dict(gt_label=torch.randint(0, 10, (n,))))
+
+
+def test_kd_loss_matches_hinton_formula(teacher_ckpt):
+    model = kd_distiller(teacher_ckpt, student_loss_weight=0.1)
+    model.train()
+    data = model.data_preprocessor(batch(), True)
+    losses = model(**data, mode='loss')
+    assert set(losses) == {'loss_cls', 'loss_kd0'}
+    with torch.no_grad():
+        s = model.student(data['inputs'], mode='tensor')
+        t = model.teacher(data['inputs'], mode='tensor')
+    tau = 4.0
+    p_t = F.softmax(t / tau, 1)
+    kl = (p_t * (p_t.log() - F.log_softmax(s / tau, 1))).sum(1).mean()
+    torch.testing.assert_close(losses['loss_kd0'], 0.9 * tau**2 * kl)
+    ce = F.cross_entropy(s, data['data_samples']['gt_label'])
+    torch.testing.assert_close(losses['loss_cls'], 0.1 * ce)
+
+
+def test_teacher_is_frozen_and_never_saved(teacher_ckpt):
+    model = kd_distiller(teacher_ckpt)
+    model.train()
+    assert not model.teacher.training
+    assert all(not p.requires_grad for p in model.teacher.parameters())
+    assert not any(k.startswith('teacher') for k in model.state_dict())
+    teacher_params = {id(p) for p in model.teacher.parameters()}
+    assert not teacher_params & {id(p) for p in model.parameters()}
+    data = model.data_preprocessor(batch(), True)
+    before = copy.deepcopy(model.teacher.state_dict())
+    losses = model(**data, mode='loss')
+    sum(losses.values()).backward()
+    assert all(p.grad is None for p in model.teacher.parameters())
+    grads = [p.grad for p in model.student.parameters()]
+    assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
+    for key, value in model.teacher.state_dict().items():  # BN stats untouched
+        torch.testing.assert_close(value, before[key])
+
+
+def test_teacher_follows_device_and_dtype(teacher_ckpt):
+    model = kd_distiller(teacher_ckpt).double()
+    assert next(model.teacher.parameters()).dtype == torch.float64
+
+
+def test_teacher_checkpoint_is_loaded(teacher_ckpt):
+    model = kd_distiller(teacher_ckpt)
+    saved = torch.load(teacher_ckpt)['state_dict']
+    for key, value in model.teacher.state_dict().items():
+        torch.testing.assert_close(value, saved[key])
+
+
+def test_missing_teacher_checkpoint_fails_at_build(tmp_path):
+    missing = str(tmp_path / 'nope.pth')
+    with pytest.raises(FileNotFoundError, match='nope.pth'):
+        kd_distiller(missing)
+
+
+def test_mismatched_teacher_checkpoint_names_keys(tmp_path):
+    other = MODELS.build(classifier('resnet8'))
+    path = tmp_path / 'wrong.pth'
+    torch.save(dict(state_dict=other.state_dict()), path)
+    with pytest.raises(RuntimeError, match='missing keys: .*backbone.layer'):
+        kd_distiller(str(path))
+
+
+def test_unknown_distance_lists_valid_names(teacher_ckpt):
+    terms = [dict(student='backbone.fc', teacher='backbone.fc', distance='kll')]
+    with pytest.raises(KeyError, match=r"unknown distance 'kll'.*Valid names:.*\bkl\b"):
+        kd_distiller(teacher_ckpt, terms)
+
+
+def test_unknown_transform_lists_valid_names(teacher_ckpt):
+    terms = [dict(student='backbone.fc', teacher='backbone.fc', distance='l2',
+                  transforms=['softmax_Q'])]
+    with pytest.raises(KeyError, match=r"unknown KD transform 'softmax_Q'.*softmax_C"):
+        kd_distiller(teacher_ckpt, terms)
+
+
+def test_unknown_module_suggests_nearest(teacher_ckpt):
+    terms = [dict(student='backbone.layr2', teacher='backbone.layer2', distance='l2')]
+    with pytest.raises(KeyError, match=r"student has no module 'backbone.layr2'.*layer2"):
+        kd_distiller(teacher_ckpt, terms)
+
+
+def test_unknown_term_key_is_named(teacher_ckpt):
+    terms = [dict(student='backbone.fc', teacher='backbone.fc', distance='kl', temp=4)]
+    with pytest.raises(KeyError, match=r"unknown keys \['temp'\].*'tau'"):
+        kd_distiller(teacher_ckpt, terms)
+
+
+def test_shape_mismatch_prints_both_shapes(teacher_ckpt):
+    # resnet8 layer3 has 64 channels; resnet14 layer3 too, but layer2 (32) vs layer3 (64):
+    terms = [dict(student='backbone.layer2', teacher='backbone.layer3', distance='l2')]
+    model = kd_distiller(teacher_ckpt, terms)
+    data = model.data_preprocessor(batch(), True)
+    with pytest.raises(ValueError, match=r'\(8, 32, 14, 14\).*\(8, 64, 7, 7\).*ConvConnector'):
+        model(**data, mode='loss')
+
+
+def test_connector_aligns_shapes(teacher_ckpt):
+    terms = [dict(student='backbone.layer2', teacher='backbone.layer3', distance='l2',
+                  weight=10.0,
+                  connector=dict(type='ConvConnector', in_channels=32, out_channels=64))]
+    model = kd_distiller(teacher_ckpt, terms)
+    data = model.data_preprocessor(batch(), True)
+    losses = model(**data, mode='loss')
+    losses['loss_kd0'].backward()
+    assert model.terms[0].connector.conv.weight.grad.abs().sum() > 0
+    assert any(k.startswith('terms.0.connector') for k in model.state_dict())
+
+
+def test_tuple_output_needs_an_index(teacher_ckpt):
+    # ``[i]`` picks one item of a tuple output; here via a module returning a tuple.
+    model = kd_distiller(teacher_ckpt, [dict(student='backbone.fc', teacher='backbone.fc',
+                                             distance='l2', transforms=['softmax_C'])])
+    data = model.data_preprocessor(batch(), True)
+    assert torch.isfinite(model(**data, mode='loss')['loss_kd0'])
+
+
+def test_predict_uses_the_student(teacher_ckpt):
+    model = kd_distiller(teacher_ckpt)
+    model.eval()
+    data = model.data_preprocessor(batch(4), False)
+    out = model(**data, mode='predict')
+    expected = model.student(data['inputs'], mode='tensor').softmax(1)
+    torch.testing.assert_close(torch.stack([o['pred_score'] for o in out]), expected)
+
+
+def test_student_loss_weight_zero_skips_task_loss(teacher_ckpt):
+    model = kd_distiller(teacher_ckpt, student_loss_weight=0.0)
+    data = model.data_preprocessor(batch(), True)
+    assert set(model(**data, mode='loss')) == {'loss_kd0'}
+
+
+def test_teacher_input_size_and_own_preprocessing(teacher_ckpt):
+    model = kd_distiller(teacher_ckpt, teacher_input_size=(32, 32))
+    data = model.data_preprocessor(batch(), True)
+    assert data['teacher_inputs'].shape == (8, 1, 32, 32)
+    assert torch.isfinite(model(**data, mode='loss')['loss_kd0'])
+    own = kd_distiller(teacher_ckpt, teacher_preprocess='own')
+    data = own.data_preprocessor(batch(), True)
+    torch.testing.assert_close(data['teacher_inputs'], data['inputs'])
+
+
+def test_teacher_shorthands(tmp_path):
+    from kdzoo.models.teachers import teacher_config
+    assert teacher_config('timm/resnet18', num_classes=3)['type'] == 'TimmTeacher'
+    assert teacher_config('torchvision/resnet18')['type'] == 'TorchvisionTeacher'
+    assert teacher_config('mmdet::retinanet/x.py')['type'] == 'ConfigTeacher'
+    assert teacher_config('configs/x.py')['type'] == 'ConfigTeacher'
+    cfg = teacher_config('resnet32x4', checkpoint='a.pth')
+    assert cfg['type'] == 'ModelTeacher' and cfg['checkpoint'] == 'a.pth'
+    assert cfg['model']['backbone']['type'] == 'resnet32x4'
+
+
+def test_timm_teacher_distils_into_kdzoo_student(tmp_path):
+    timm_teacher = dict(type='TimmTeacher', model_name='resnet18', num_classes=10,
+                        in_channels=1, data_preprocessor=PREPROCESSOR)
+    model = Distiller(student=classifier('resnet8'), teacher=timm_teacher,
+                      distill_terms=[dict(student='backbone.fc', teacher='backbone.fc',
+                                          distance='kl', tau=2.0)])
+    data = model.data_preprocessor(batch(4), True)
+    assert torch.isfinite(model(**data, mode='loss')['loss_kd0'])
