@@ -70,6 +70,8 @@ class Distiller(BaseModel):
             or ``'own'`` (its own data preprocessor on the same raw batch).
         teacher_input_size: resize the teacher's inputs to (H, W), e.g. a high-resolution
             teacher.
+        data_preprocessor: the student's, when its own config has none (MMEngine's Runner
+            passes a config's top-level ``data_preprocessor`` here).
     """
 
     def __init__(self,
@@ -80,8 +82,12 @@ class Distiller(BaseModel):
                  student_loss_weight: float = 1.0,
                  teacher_preprocess: str = 'student',
                  teacher_input_size: Optional[Sequence[int]] = None,
+                 data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
         if not isinstance(student, nn.Module):
+            student = dict(student)
+            if data_preprocessor is not None:
+                student.setdefault('data_preprocessor', data_preprocessor)
             student = MODELS.build(student)
         extra = dict(checkpoint=teacher_checkpoint) if teacher_checkpoint else {}
         teacher = build_teacher(teacher, **extra)

@@ -1,29 +1,27 @@
-"""Make MMEngine 0.10.7 checkpoints load under torch >= 2.6.
+"""Make MMEngine 0.10.7 checkpoints load under torch >= 2.6 (``--resume``, ``load_from``).
 
-torch 2.6 switched ``torch.load`` to ``weights_only=True``; MMEngine 0.10.7 calls it without
-the argument, and its checkpoints carry a few non-tensor objects (the message hub's
-``HistoryBuffer``, numpy scalars and arrays), so ``--resume`` fails. Rather than turning the
-safety check off, kdzoo allows exactly those classes as safe globals.
+torch 2.6 switched ``torch.load`` to ``weights_only=True``. MMEngine 0.10.7 calls it without
+the argument, and its training checkpoints pickle more than tensors: the message hub's
+``HistoryBuffer`` objects (including references to their statistics methods, which need
+``builtins.getattr``), numpy arrays and scalars. An allow-list cannot admit ``getattr``
+without admitting everything, so kdzoo registers a local-file loader through MMEngine's own
+plug-in point (``CheckpointLoader.register_scheme``) that loads these files as MMEngine did
+on torch < 2.6. Load only checkpoints you trust, as with any pickle.
 """
-import numpy as np
+import os.path as osp
+
 import torch
+from mmengine.runner.checkpoint import CheckpointLoader
 
 
-def _numpy_globals():
-    multiarray = getattr(np, '_core', None) or np.core
-    items = [multiarray.multiarray._reconstruct, np.ndarray, np.dtype,
-             multiarray.multiarray.scalar]
-    # numpy >= 1.25 has one dtype class per dtype (np.dtypes.Float64DType, ...).
-    dtypes = getattr(np, 'dtypes', None)
-    if dtypes is not None:
-        items += [getattr(dtypes, name) for name in dir(dtypes) if name.endswith('DType')]
-    return items
+def load_local_checkpoint(filename: str, map_location=None):
+    """MMEngine's local loader, with the pre-2.6 ``torch.load`` behaviour."""
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'checkpoint not found: {filename}')
+    return torch.load(filename, map_location=map_location, weights_only=False)
 
 
 def allow_mmengine_checkpoints() -> None:
-    """Register the classes MMEngine checkpoints hold as ``torch.load`` safe globals."""
-    if not hasattr(torch.serialization, 'add_safe_globals'):
-        return  # torch < 2.4 loads everything anyway
-    from mmengine.logging import HistoryBuffer
-    from mmengine.config import ConfigDict
-    torch.serialization.add_safe_globals([HistoryBuffer, ConfigDict, *_numpy_globals()])
+    """Route MMEngine's loading of local checkpoint files through kdzoo's loader."""
+    CheckpointLoader.register_scheme(prefixes='', loader=load_local_checkpoint, force=True)

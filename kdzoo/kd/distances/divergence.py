@@ -34,7 +34,7 @@ class KLDivergence(LibraryDistance):
 class ReverseKLDivergence(LibraryDistance):
     """Reverse KL ``KL(softmax(s) || softmax(t))`` (mode-seeking), batch mean."""
     formula = 'D(s, t) = mean_n sum_i p_s,i (log p_s,i - log p_t,i)'
-    source = 'reverse KL (e.g. MiniLLM, Gu et al. 2024)'
+    source = 'reverse KL (e.g. MiniLLM, Gu et al., ICLR 2024)'
 
     def distance(self, s, t, **context):
         return _kl_from_log(F.log_softmax(s, dim=1), F.log_softmax(t, dim=1)).mean()
@@ -44,7 +44,7 @@ class ReverseKLDivergence(LibraryDistance):
 class JSDivergence(LibraryDistance):
     """Jensen-Shannon divergence of the two softmax distributions, batch mean."""
     formula = 'D(s, t) = mean_n [KL(p_t || m) + KL(p_s || m)] / 2, m = (p_s + p_t) / 2'
-    source = 'symmetric KD divergences (e.g. Auto-KD distance candidates)'
+    source = 'Jensen-Shannon divergence (symmetrised KL)'
 
     def distance(self, s, t, **context):
         log_ps = F.log_softmax(s, dim=1)

@@ -27,6 +27,7 @@ class L2Distance(LibraryDistance):
 @DISTANCES.register_module(name='mse')
 class MSEDistance(L2Distance):
     """Alias of ``l2``."""
+    source = 'alias of l2'
 
 
 @DISTANCES.register_module(name='smooth_l1')

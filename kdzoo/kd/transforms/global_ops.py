@@ -93,7 +93,7 @@ class NormN(_Norm):
 
 
 class _Softmax(_DimOp):
-    source = 'Auto-KD (softmax over a dim); CWD for softmax_HW'
+    source = 'Auto-KD (softmax over a dim)'
 
     def op(self, x, dim):
         return F.softmax(x, dim=dim)
@@ -109,6 +109,7 @@ class SoftmaxC(_Softmax):
 class SoftmaxHW(_Softmax):
     dim, ranks = 'HW', (3, 4)
     formula = 'T(x) = softmax(x) over H*W'
+    source = 'Auto-KD (softmax over a dim); spatial distributions as in CWD'
 
 
 @KD_TRANSFORMS.register_module(name='softmax_N')
@@ -202,7 +203,7 @@ class Sigmoid(LibraryTransform):
 class ReLU(LibraryTransform):
     ranks = ANY_RANK
     formula = 'T(x) = max(x, 0)'
-    source = 'element-wise (post-ReLU features, e.g. FitNets / OFD margin-free)'
+    source = 'element-wise (post-ReLU feature matching)'
 
     def transform(self, x):
         return F.relu(x)

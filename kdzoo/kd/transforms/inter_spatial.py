@@ -88,7 +88,7 @@ class ChannelGram(LibraryTransform):
     ranks = (3, 4)
     formula = 'T(f)_n = F_n F_n^T / (H*W), F_n = reshape(f_n, (C, H*W))'
     shapes = '(N,C,H,W) -> (N,C,C)'
-    source = 'FSP / style Gram matrices (Yim et al. CVPR 2017; Gatys et al.)'
+    source = 'Gram matrices (FSP, Yim et al. CVPR 2017; style, Gatys et al. CVPR 2016)'
 
     def output_rank(self, input_rank):
         return 3

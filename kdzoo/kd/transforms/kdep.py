@@ -87,7 +87,13 @@ class SVDAlign(LazyBuffersMixin, _ChannelAlign):
 
     @torch.no_grad()
     def fit(self, features: Features, out_dim: Optional[int] = None) -> 'SVDAlign':
-        """Fit the basis on teacher features: a tensor or an iterable of tensors."""
+        """Fit the basis on teacher features: a tensor or an iterable of tensors.
+
+        ``out_dim`` overrides the constructor's; if neither is set (and no student tensor
+        was seen yet) all ``D_t`` directions are kept, i.e. a rotation. Under distributed
+        training call it before training (on the same data on every rank): a basis fitted
+        inside the first forward comes from each rank's own batch.
+        """
         if out_dim is not None:
             self.out_dim = int(out_dim)
         gram = None

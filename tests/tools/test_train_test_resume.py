@@ -1,0 +1,128 @@
+"""End to end through the tools: train, student-only checkpoint, test, resume."""
+import glob
+import json
+import os
+import os.path as osp
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def train_cmd(config, work_dir, fmnist_root, *options):
+    return [sys.executable, 'tools/train.py', config, '--work-dir', str(work_dir),
+            '--cfg-options',
+            f'train_dataloader.dataset.data_root={fmnist_root}',
+            f'val_dataloader.dataset.data_root={fmnist_root}',
+            f'test_dataloader.dataset.data_root={fmnist_root}',
+            'train_dataloader.dataset.indices=None',
+            'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
+            'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
+            'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False',
+            'train_dataloader.batch_size=32', 'default_hooks.logger.interval=4',
+            *options]
+
+
+def run(cmd):
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def last_val_top1(work_dir):
+    scalars = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))[-1]
+    with open(scalars) as f:
+        rows = [json.loads(line) for line in f]
+    return [r['accuracy/top1'] for r in rows if 'accuracy/top1' in r][-1]
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory, fmnist_root):
+    """A teacher (2 epochs) and a KD student (2 epochs) on the small data."""
+    work = tmp_path_factory.mktemp('e2e')
+    teacher_dir = work / 'teacher'
+    run(train_cmd('configs/fashion_mnist/teacher_fmnist.py', teacher_dir, fmnist_root,
+                  'train_cfg.max_epochs=2'))
+    with open(teacher_dir / 'last_checkpoint') as f:
+        teacher_ckpt = f.read().strip()
+    kd_dir = work / 'kd'
+    run(train_cmd('configs/fashion_mnist/kd_fmnist.py', kd_dir, fmnist_root,
+                  'train_cfg.max_epochs=2', f'model.teacher_checkpoint={teacher_ckpt}'))
+    return dict(work=work, teacher_ckpt=teacher_ckpt, kd_dir=kd_dir)
+
+
+def test_student_only_checkpoint_reproduces_logged_accuracy(trained, fmnist_root):
+    kd_dir = trained['kd_dir']
+    student_ckpt = kd_dir / 'student_latest.pth'
+    state = torch.load(student_ckpt, weights_only=False)['state_dict']
+    assert state and not any(k.startswith(('teacher', 'student.', 'terms')) for k in state)
+    out = kd_dir / 'test.json'
+    run([sys.executable, 'tools/test.py', 'configs/fashion_mnist/student_fmnist.py',
+         str(student_ckpt), '--work-dir', str(kd_dir / 'test'), '--out', str(out),
+         '--cfg-options', f'test_dataloader.dataset.data_root={fmnist_root}',
+         'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False'])
+    with open(out) as f:
+        tested = json.load(f)['accuracy/top1']
+    assert tested == pytest.approx(last_val_top1(kd_dir), abs=1e-6)
+
+
+def test_test_tool_rejects_mismatched_checkpoint(trained, fmnist_root):
+    proc = subprocess.run(
+        [sys.executable, 'tools/test.py', 'configs/fashion_mnist/student_fmnist.py',
+         trained['teacher_ckpt'], '--cfg-options',
+         f'test_dataloader.dataset.data_root={fmnist_root}'],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert 'does not match the model' in proc.stderr
+
+
+def test_missing_teacher_checkpoint_fails_before_training(tmp_path, fmnist_root):
+    proc = subprocess.run(
+        train_cmd('configs/fashion_mnist/kd_fmnist.py', tmp_path / 'kd', fmnist_root,
+                  'model.teacher_checkpoint=/no/such/teacher.pth'),
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert 'teacher checkpoint not found: /no/such/teacher.pth' in proc.stderr
+    assert 'Epoch(train)' not in proc.stdout + proc.stderr
+
+
+def final_weights(work_dir, epoch):
+    return torch.load(osp.join(work_dir, f'epoch_{epoch}.pth'), weights_only=False)['state_dict']
+
+
+def test_killed_training_resumes_to_the_same_weights(trained, tmp_path, fmnist_root):
+    # No random augmentation, so a resumed run must equal an uninterrupted one exactly.
+    config = tmp_path / 'kd_no_augmentation.py'
+    config.write_text(
+        f"_base_ = ['{ROOT}/configs/fashion_mnist/kd_fmnist.py']\n"
+        "train_dataloader = dict(dataset=dict(pipeline=[dict(type='PackClsInputs')]))\n")
+    config = str(config)
+    options = ('train_cfg.max_epochs=3', f'model.teacher_checkpoint={trained["teacher_ckpt"]}',
+               'randomness.deterministic=True')
+    full_dir, killed_dir = tmp_path / 'full', tmp_path / 'killed'
+    run(train_cmd(config, full_dir, fmnist_root, *options))
+
+    proc = subprocess.Popen(
+        train_cmd(config, killed_dir, fmnist_root, *options),
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (killed_dir / 'epoch_1.pth').exists() and proc.poll() is None:
+        assert time.time() < deadline
+        time.sleep(0.02)
+    time.sleep(0.5)  # let the checkpoint file finish writing
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed_dir / 'epoch_3.pth').exists(), 'training ended before it was killed'
+
+    resumed = run(train_cmd(config, killed_dir, fmnist_root,
+                            *options, ) + ['--resume'])
+    assert 'resumed epoch' in resumed.stdout + resumed.stderr
+    expected, got = final_weights(full_dir, 3), final_weights(killed_dir, 3)
+    assert expected.keys() == got.keys()
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], msg=key)
