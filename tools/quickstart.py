@@ -23,7 +23,7 @@ CONFIGS = dict(
 )
 
 
-def run(cmd, log_path, echo=('Epoch(train)', 'Epoch(val)', 'Error', 'error')):
+def run(cmd, log_path, echo=('Epoch(train)', 'Epoch(val)')):
     """Run ``cmd``, keep its whole output in ``log_path``, show the progress lines."""
     with open(log_path, 'w') as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE,
@@ -34,7 +34,10 @@ def run(cmd, log_path, echo=('Epoch(train)', 'Epoch(val)', 'Error', 'error')):
                 print('   ', line.rstrip()[-150:], flush=True)
         proc.wait()
     if proc.returncode != 0:
-        sys.exit(f'command failed ({proc.returncode}): {" ".join(cmd)}\nsee {log_path}')
+        with open(log_path) as f:
+            tail = ''.join(f.readlines()[-30:])
+        sys.exit(f'{tail}\ncommand failed ({proc.returncode}): {" ".join(cmd)}\n'
+                 f'whole log: {log_path}')
 
 
 def last_checkpoint(work_dir):
@@ -52,7 +55,7 @@ def evaluate(config, checkpoint, work_dir):
     out = osp.join(work_dir, 'test_metrics.json')
     cmd = [sys.executable, 'tools/test.py', config, checkpoint, '--work-dir', work_dir,
            '--out', out]
-    run(cmd, osp.join(work_dir, 'test_output.log'), echo=('Error', 'error'))
+    run(cmd, osp.join(work_dir, 'test_output.log'), echo=())
     with open(out) as f:
         return json.load(f)['accuracy/top1']
 

@@ -10,6 +10,7 @@ import difflib
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
+from mmengine.registry import DefaultScope
 from torch import nn
 
 from kdzoo.registry import DISTANCES, KD_TRANSFORMS
@@ -30,12 +31,19 @@ class KnowledgeTransform(nn.Module):
         stateful: keeps state fitted on data (SVD basis, running stats) in buffers, so it
             is saved and restored with checkpoints.
         formula: the formula, as shown in ``docs/kd_library.md``.
+        stochastic: random in training mode (``mask``, ``dropout``); one random draw is
+            shared by the student and teacher calls of a step.
+        shapes: input -> output shapes, for the docs.
+        source: the method / paper it comes from.
     """
     family: str = 'global'
     ranks: Tuple[int, ...] = (2, 4)
     parametric: bool = False
     stateful: bool = False
     formula: str = ''
+    stochastic: bool = False
+    shapes: str = 'same shape'
+    source: str = ''
 
     def output_rank(self, input_rank: int) -> int:
         """Rank of the output for an input of ``input_rank`` (same rank by default)."""
@@ -57,7 +65,8 @@ class KnowledgeTransform(nn.Module):
     @classmethod
     def metadata(cls) -> dict:
         return dict(family=cls.family, ranks=tuple(cls.ranks), parametric=cls.parametric,
-                    stateful=cls.stateful, formula=cls.formula)
+                    stateful=cls.stateful, formula=cls.formula, stochastic=cls.stochastic,
+                    shapes=cls.shapes, source=cls.source)
 
 
 class Distance(nn.Module):
@@ -71,11 +80,13 @@ class Distance(nn.Module):
         needs_labels: requires ``gt_labels`` in the context (e.g. DKD).
         parametric: has learnable parameters.
         formula: the formula, as shown in ``docs/kd_library.md``.
+        source: the method / paper it comes from.
     """
     ranks: Tuple[int, ...] = (2, 3, 4)
     needs_labels: bool = False
     parametric: bool = False
     formula: str = ''
+    source: str = ''
 
     def check_inputs(self, s: torch.Tensor, t: torch.Tensor) -> None:
         if s.shape != t.shape:
@@ -95,7 +106,7 @@ class Distance(nn.Module):
     @classmethod
     def metadata(cls) -> dict:
         return dict(ranks=tuple(cls.ranks), needs_labels=cls.needs_labels,
-                    parametric=cls.parametric, formula=cls.formula)
+                    parametric=cls.parametric, formula=cls.formula, source=cls.source)
 
 
 def _unknown_name_error(kind: str, name: str, registry) -> KeyError:
@@ -118,7 +129,9 @@ def _build(kind: str, registry, cfg: ConfigLike) -> nn.Module:
     if isinstance(name, str) and registry.get(name) is None:
         raise _unknown_name_error(kind, name, registry)
     try:
-        return registry.build(cfg)
+        # kdzoo's own registries, also when the run's default scope is mmdet / mmseg.
+        with DefaultScope.overwrite_default_scope('kdzoo'):
+            return registry.build(cfg)
     except TypeError as err:
         raise TypeError(f'bad arguments for {kind} {name!r}: {err}') from err
 

@@ -4,6 +4,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import torch
 from mmengine.logging import MessageHub
 from mmengine.model import BaseDataPreprocessor, BaseModel
+from mmengine.registry import DefaultScope
 from torch import nn
 import torch.nn.functional as F
 
@@ -136,7 +137,8 @@ class Distiller(BaseModel):
     def _build_term(self, spec: dict) -> DistillTerm:
         connector = spec.get('connector')
         if isinstance(connector, dict):
-            connector = CONNECTORS.build(connector)
+            with DefaultScope.overwrite_default_scope('kdzoo'):
+                connector = CONNECTORS.build(connector)
         return DistillTerm(distance=spec['distance'], transforms=spec.get('transforms', ()),
                            weight=spec.get('weight', 1.0), tau=spec.get('tau', 1.0),
                            connector=connector, name=spec['name'])

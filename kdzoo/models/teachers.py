@@ -13,7 +13,7 @@ raise an error that names the file and the keys.
 import copy
 from typing import Optional, Union
 
-from mmengine.config import Config
+from mmengine.config import Config, ConfigDict
 from mmengine.model import BaseModel
 from mmengine.registry import DefaultScope
 from torch import nn
@@ -37,6 +37,8 @@ def _drop_pretrained_init(cfg):
         init = cfg.get('init_cfg')
         if isinstance(init, dict) and init.get('type') == 'Pretrained':
             cfg['init_cfg'] = None
+        if isinstance(cfg.get('pretrained'), str):  # mmseg segmentors' ImageNet weights
+            cfg['pretrained'] = None
         for value in cfg.values():
             _drop_pretrained_init(value)
     elif isinstance(cfg, (list, tuple)):
@@ -57,10 +59,25 @@ def ModelTeacher(model: dict, checkpoint: Optional[str] = None,
     """A teacher from a model config dict (any ``MODELS`` type) and a checkpoint."""
     model = copy.deepcopy(model)
     if not isinstance(model, nn.Module):
-        model = _drop_pretrained_init(model)
+        # A ConfigDict all the way down: mmseg's segmentors set attributes on their sub-configs.
+        model = _drop_pretrained_init(ConfigDict(model))
         with DefaultScope.overwrite_default_scope(scope):
             model = MODELS.build(model)
     return _load(model, checkpoint)
+
+
+def _resolve_config_path(config: str) -> str:
+    """``'mmdet::retinanet/x.py'`` -> that file in the installed package, as ``_base_`` does."""
+    if '::' not in config:
+        return config
+    from mmengine.config.utils import (_get_external_cfg_base_path,
+                                       _get_package_and_cfg_path)
+    from mmengine.utils import get_installed_path, is_installed
+    package, rel_path = _get_package_and_cfg_path(config)
+    if not is_installed(package):
+        raise ModuleNotFoundError(f'{package} is not installed; the teacher config {config} '
+                                  f'needs it')
+    return _get_external_cfg_base_path(get_installed_path(package), rel_path)
 
 
 @TEACHERS.register_module()
@@ -71,11 +88,11 @@ def ConfigTeacher(config: str, checkpoint: Optional[str] = None,
     The model is built in the config's ``default_scope`` (e.g. ``mmdet``). For a distiller
     config, its student is the teacher (e.g. a distilled teacher assistant).
     """
-    cfg = Config.fromfile(config)
+    cfg = Config.fromfile(_resolve_config_path(config))
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     model_cfg = cfg.model
-    if model_cfg.get('type') == 'Distiller':
+    if model_cfg.get('type') in ('Distiller', 'kdzoo.Distiller'):
         model_cfg = model_cfg.student
     scope = cfg.get('default_scope', 'kdzoo')
     if scope in ('mmdet', 'mmseg'):
@@ -140,7 +157,13 @@ def build_teacher(spec: Union[str, dict, nn.Module], **defaults) -> nn.Module:
     if isinstance(spec, nn.Module):
         return freeze(spec)
     TEACHERS.import_from_location()
-    return freeze(TEACHERS.build(teacher_config(spec, **defaults)))
+    cfg = teacher_config(spec, **defaults)
+    if cfg['type'] == 'ModelTeacher':
+        # A model dict is built in the run's scope (e.g. mmdet), like the student.
+        current = DefaultScope.get_current_instance()
+        cfg.setdefault('scope', current.scope_name if current else None)
+    with DefaultScope.overwrite_default_scope('kdzoo'):
+        return freeze(TEACHERS.build(cfg))
 
 
 def teacher_forward(teacher: nn.Module, inputs, data_samples=None):

@@ -6,15 +6,12 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from kdzoo.kd import (DistillTerm, KnowledgeTransform, build_distance, build_transform,
                       check_chain, registered)
 from kdzoo.registry import KD_TRANSFORMS
 
 ROOT = Path(__file__).resolve().parents[2]
-#: transforms that change the channel dim of the teacher only (KDEP alignment)
-ALIGNING = ('svd', 'channel_select', 'interp')
 
 
 def all_transform_names():

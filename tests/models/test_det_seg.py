@@ -17,7 +17,7 @@ from mmengine.structures import PixelData
 
 from kdzoo.engine.hooks import StudentCheckpointHook
 from kdzoo.models import Distiller
-from kdzoo.registry import MODELS
+from kdzoo.registry import TEACHERS
 from kdzoo.utils import register_all_modules
 
 register_all_modules()
@@ -191,7 +191,7 @@ def test_retinanet_gradients_reach_the_student_only():
 
 def test_retinanet_teacher_checkpoint_through_config_teacher(tmp_path):
     torch.manual_seed(123)
-    source = MODELS.build(dict(type='ConfigTeacher', config=RETINA_R50))
+    source = TEACHERS.build(dict(type='ConfigTeacher', config=RETINA_R50))
     path = tmp_path / 'retinanet_r50.pth'
     torch.save(dict(state_dict=source.state_dict(), meta={}), path)
     saved = source.state_dict()

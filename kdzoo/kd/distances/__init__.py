@@ -1,8 +1,8 @@
 """The distance library: importing it registers every distance in ``DISTANCES`` (see
 ``docs/kd_library.md`` for the table)."""
 from . import correlation, divergence, dkd, pointwise  # noqa: F401
-from ._common import LibraryDistance
+from ..base import Distance
 from .correlation import linear_cka, pearson_rows
 from .dkd import dkd_components
 
-__all__ = ['LibraryDistance', 'linear_cka', 'pearson_rows', 'dkd_components']
+__all__ = ['Distance', 'linear_cka', 'pearson_rows', 'dkd_components']

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from kdzoo.registry import DISTANCES
-from ._common import LibraryDistance
+from ..base import Distance
 
 
 def pearson_rows(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -39,7 +39,7 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-12) -> torch.Te
 
 
 @DISTANCES.register_module(name='cosine')
-class CosineDistance(LibraryDistance):
+class CosineDistance(Distance):
     formula = 'D(s, t) = mean_n (1 - <S_n, T_n> / (||S_n|| ||T_n||))'
     source = 'Auto-KD / UniADS (cosine)'
 
@@ -52,7 +52,7 @@ class CosineDistance(LibraryDistance):
 
 
 @DISTANCES.register_module(name='pearson')
-class PearsonDistance(LibraryDistance):
+class PearsonDistance(Distance):
     """1 - Pearson correlation between each sample's flattened student and teacher vectors.
 
     For ``(N, C)`` logits it is DIST's intra-class term; for ``(N, C, H, W)`` the
@@ -71,7 +71,7 @@ class PearsonDistance(LibraryDistance):
 
 
 @DISTANCES.register_module(name='dist')
-class DISTDistance(LibraryDistance):
+class DISTDistance(Distance):
     """DIST (Huang et al., NeurIPS 2022) on ``(N, C)`` logits.
 
     ``Y = softmax(x)`` over classes; inter-class relation ``1 - mean_i pearson(Y_s[:, i],
@@ -99,7 +99,7 @@ class DISTDistance(LibraryDistance):
 
 
 @DISTANCES.register_module(name='barlow')
-class BarlowTwinsDistance(LibraryDistance):
+class BarlowTwinsDistance(Distance):
     """Barlow-Twins-style cross-correlation between student and teacher features.
 
     ``Z_s, Z_t``: ``(N, D)`` features standardised per dim over the batch (biased std);
@@ -132,7 +132,7 @@ class BarlowTwinsDistance(LibraryDistance):
 
 
 @DISTANCES.register_module(name='cka')
-class CKADistance(LibraryDistance):
+class CKADistance(Distance):
     """``1 - linear CKA`` between the flattened ``(N, D)`` features (see :func:`linear_cka`)."""
     formula = 'D(s, t) = 1 - <K_s, K_t>_F / (||K_s||_F ||K_t||_F), K = S_c S_c^T (centred S)'
     source = 'CKA (Kornblith et al. 2019); Auto-KD reward'
@@ -142,7 +142,7 @@ class CKADistance(LibraryDistance):
 
 
 @DISTANCES.register_module(name='at')
-class AttentionTransferDistance(LibraryDistance):
+class AttentionTransferDistance(Distance):
     """AT's loss on feature maps: ``mean((a_s - a_t)^2)`` of their spatial attention maps.
 
     Equivalent to the ``satt`` transform followed by ``l2``.

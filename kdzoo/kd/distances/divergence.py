@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from kdzoo.registry import DISTANCES
-from ._common import LibraryDistance
+from ..base import Distance
 
 
 def _kl_from_log(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
@@ -21,7 +21,7 @@ def _kl_from_log(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
 
 
 @DISTANCES.register_module(name='kl')
-class KLDivergence(LibraryDistance):
+class KLDivergence(Distance):
     """Soft-target KL of Hinton et al.: ``KL(softmax(t) || softmax(s))``, batch mean."""
     formula = 'D(s, t) = mean_n sum_i p_t,i (log p_t,i - log p_s,i), p = softmax over dim 1'
     source = 'KD (Hinton et al. 2015); CWD after channel_dist'
@@ -31,7 +31,7 @@ class KLDivergence(LibraryDistance):
 
 
 @DISTANCES.register_module(name='rkl')
-class ReverseKLDivergence(LibraryDistance):
+class ReverseKLDivergence(Distance):
     """Reverse KL ``KL(softmax(s) || softmax(t))`` (mode-seeking), batch mean."""
     formula = 'D(s, t) = mean_n sum_i p_s,i (log p_s,i - log p_t,i)'
     source = 'reverse KL (e.g. MiniLLM, Gu et al., ICLR 2024)'
@@ -41,7 +41,7 @@ class ReverseKLDivergence(LibraryDistance):
 
 
 @DISTANCES.register_module(name='js')
-class JSDivergence(LibraryDistance):
+class JSDivergence(Distance):
     """Jensen-Shannon divergence of the two softmax distributions, batch mean."""
     formula = 'D(s, t) = mean_n [KL(p_t || m) + KL(p_s || m)] / 2, m = (p_s + p_t) / 2'
     source = 'Jensen-Shannon divergence (symmetrised KL)'
@@ -54,7 +54,7 @@ class JSDivergence(LibraryDistance):
 
 
 @DISTANCES.register_module(name='soft_ce')
-class SoftCrossEntropy(LibraryDistance):
+class SoftCrossEntropy(Distance):
     """Cross-entropy with the teacher's soft targets (KL plus the teacher's entropy)."""
     formula = 'D(s, t) = mean_n -sum_i p_t,i log p_s,i'
     source = 'KD (Hinton et al. 2015), soft-target cross-entropy'

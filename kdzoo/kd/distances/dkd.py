@@ -4,7 +4,7 @@ from typing import Tuple
 import torch
 
 from kdzoo.registry import DISTANCES
-from ._common import LibraryDistance
+from ..base import Distance
 
 
 def dkd_components(s: torch.Tensor, t: torch.Tensor,
@@ -39,7 +39,7 @@ def dkd_components(s: torch.Tensor, t: torch.Tensor,
 
 
 @DISTANCES.register_module(name='dkd')
-class DKDDistance(LibraryDistance):
+class DKDDistance(Distance):
     """DKD: ``warm * (alpha * TCKD + beta * NCKD)``, batch means; needs ``gt_labels``.
 
     The inputs are logits already divided by ``tau`` and the distill term multiplies by

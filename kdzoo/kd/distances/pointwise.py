@@ -2,11 +2,11 @@
 import torch.nn.functional as F
 
 from kdzoo.registry import DISTANCES
-from ._common import LibraryDistance
+from ..base import Distance
 
 
 @DISTANCES.register_module(name='l1')
-class L1Distance(LibraryDistance):
+class L1Distance(Distance):
     formula = 'D(s, t) = mean |s - t|'
     source = 'Auto-KD (L1)'
 
@@ -15,7 +15,7 @@ class L1Distance(LibraryDistance):
 
 
 @DISTANCES.register_module(name='l2')
-class L2Distance(LibraryDistance):
+class L2Distance(Distance):
     """Mean squared error; with no transform it is FitNets' hint loss, after ``satt`` AT's."""
     formula = 'D(s, t) = mean (s - t)^2'
     source = 'FitNets (Romero et al. 2015); Auto-KD / UniADS (L2)'
@@ -31,7 +31,7 @@ class MSEDistance(L2Distance):
 
 
 @DISTANCES.register_module(name='smooth_l1')
-class SmoothL1Distance(LibraryDistance):
+class SmoothL1Distance(Distance):
     """Huber-style smooth L1 with threshold ``beta``, mean over all elements."""
     formula = 'D(s, t) = mean( 0.5 d^2 / beta if |d| < beta else |d| - 0.5 beta ), d = s - t'
     source = 'Auto-KD (smooth-L1)'

@@ -6,27 +6,6 @@ import torch
 from ..base import KnowledgeTransform
 
 
-class LibraryTransform(KnowledgeTransform):
-    """Base of the transforms shipped with kdzoo: adds documentation metadata.
-
-    Extra class attributes (also returned by :meth:`metadata`):
-        stochastic: the output is random in training mode (``mask``, ``dropout``); such
-            transforms draw one random mask per student/teacher pair (see
-            :class:`PairedRandomTransform`).
-        shapes: input -> output shapes, for ``docs/kd_library.md``.
-        source: the method / paper the transform comes from.
-    """
-    stochastic: bool = False
-    shapes: str = 'same shape'
-    source: str = ''
-
-    @classmethod
-    def metadata(cls) -> dict:
-        meta = super().metadata()
-        meta.update(stochastic=cls.stochastic, shapes=cls.shapes, source=cls.source)
-        return meta
-
-
 class LazyBuffersMixin:
     """Buffers whose shape is only known at the first forward (or from a checkpoint).
 
@@ -52,7 +31,7 @@ class LazyBuffersMixin:
                                       missing_keys, unexpected_keys, error_msgs)
 
 
-class PairedRandomTransform(LibraryTransform):
+class PairedRandomTransform(KnowledgeTransform):
     """A random transform whose student and teacher calls share one random draw.
 
     A distill term applies the transform twice per step, first to the student tensor and

@@ -3,11 +3,11 @@ import torch
 import torch.nn.functional as F
 
 from kdzoo.registry import KD_TRANSFORMS
-from ._common import LibraryTransform
+from ..base import KnowledgeTransform
 
 
 @KD_TRANSFORMS.register_module(name='satt')
-class SpatialAttention(LibraryTransform):
+class SpatialAttention(KnowledgeTransform):
     """Spatial attention map of Attention Transfer (Zagoruyko & Komodakis, ICLR 2017).
 
     ``a = mean_C |f|^p`` flattened to ``(N, H*W)`` and L2-normalised per sample; followed by
@@ -32,7 +32,7 @@ class SpatialAttention(LibraryTransform):
 
 
 @KD_TRANSFORMS.register_module(name='catt')
-class ChannelAttention(LibraryTransform):
+class ChannelAttention(KnowledgeTransform):
     """Channel attention: ``mean_HW |f|^p`` per channel, L2-normalised per sample."""
     ranks = (3, 4)
     formula = 'T(f) = normalize_2(mean_HW |f|^p), p = 2'
@@ -53,7 +53,7 @@ class ChannelAttention(LibraryTransform):
 
 
 @KD_TRANSFORMS.register_module(name='natt')
-class SampleAttention(LibraryTransform):
+class SampleAttention(KnowledgeTransform):
     """Sample attention: re-weights the samples of the batch by their energy.
 
     ``e_n = mean(f_n^2)``, ``w = N * softmax_N(e / t)`` (so the weights average to 1), and

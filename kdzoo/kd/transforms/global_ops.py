@@ -8,13 +8,14 @@ import torch
 import torch.nn.functional as F
 
 from kdzoo.registry import KD_TRANSFORMS
-from ._common import LibraryTransform, PairedRandomTransform
+from ..base import KnowledgeTransform
+from ._common import PairedRandomTransform
 
 ANY_RANK = (2, 3, 4)
 
 
 @KD_TRANSFORMS.register_module(name='no')
-class Identity(LibraryTransform):
+class Identity(KnowledgeTransform):
     """The no-op choice of a transform slot."""
     ranks = ANY_RANK
     formula = 'T(x) = x'
@@ -25,7 +26,7 @@ class Identity(LibraryTransform):
 
 
 @KD_TRANSFORMS.register_module(name='bn')
-class BatchNormTransform(LibraryTransform):
+class BatchNormTransform(KnowledgeTransform):
     """Non-affine batch normalisation with the statistics of the current batch.
 
     Each channel (dim 1) is standardised over N (and the spatial dims) of the tensor it is
@@ -43,7 +44,7 @@ class BatchNormTransform(LibraryTransform):
         return F.batch_norm(x, None, None, training=True, momentum=0.0, eps=self.eps)
 
 
-class _DimOp(LibraryTransform):
+class _DimOp(KnowledgeTransform):
     """An op along C (dim 1), N (dim 0) or HW (the spatial dims, flattened)."""
     dim: str = 'C'
     ranks = ANY_RANK
@@ -144,7 +145,7 @@ class LogSoftmaxN(_LogSoftmax):
 
 
 @KD_TRANSFORMS.register_module(name='minmax')
-class MinMax(LibraryTransform):
+class MinMax(KnowledgeTransform):
     """Per-sample min-max scaling to [0, 1]."""
     ranks = ANY_RANK
     formula = 'T(x)_n = (x_n - min(x_n)) / (max(x_n) - min(x_n) + eps), per sample n'
@@ -162,7 +163,7 @@ class MinMax(LibraryTransform):
 
 
 @KD_TRANSFORMS.register_module(name='standardize')
-class Standardize(LibraryTransform):
+class Standardize(KnowledgeTransform):
     """Per-sample z-score (logit standardisation, Sun et al. CVPR 2024)."""
     ranks = ANY_RANK
     formula = 'T(x)_n = (x_n - mean(x_n)) / (std(x_n) + eps), per sample n'
@@ -180,7 +181,7 @@ class Standardize(LibraryTransform):
 
 
 @KD_TRANSFORMS.register_module(name='tanh')
-class Tanh(LibraryTransform):
+class Tanh(KnowledgeTransform):
     ranks = ANY_RANK
     formula = 'T(x) = tanh(x)'
     source = 'UniADS (tanh)'
@@ -190,7 +191,7 @@ class Tanh(LibraryTransform):
 
 
 @KD_TRANSFORMS.register_module(name='sigmoid')
-class Sigmoid(LibraryTransform):
+class Sigmoid(KnowledgeTransform):
     ranks = ANY_RANK
     formula = 'T(x) = 1 / (1 + exp(-x))'
     source = 'Auto-KD / UniADS (element-wise)'
@@ -200,7 +201,7 @@ class Sigmoid(LibraryTransform):
 
 
 @KD_TRANSFORMS.register_module(name='relu')
-class ReLU(LibraryTransform):
+class ReLU(KnowledgeTransform):
     ranks = ANY_RANK
     formula = 'T(x) = max(x, 0)'
     source = 'element-wise (post-ReLU feature matching)'
@@ -210,7 +211,7 @@ class ReLU(LibraryTransform):
 
 
 @KD_TRANSFORMS.register_module(name='scale')
-class Scale(LibraryTransform):
+class Scale(KnowledgeTransform):
     """Multiply by a constant ``factor``."""
     ranks = ANY_RANK
     formula = 'T(x) = factor * x'
@@ -225,7 +226,7 @@ class Scale(LibraryTransform):
 
 
 @KD_TRANSFORMS.register_module(name='abs')
-class Abs(LibraryTransform):
+class Abs(KnowledgeTransform):
     ranks = ANY_RANK
     formula = 'T(x) = |x|'
     source = 'Auto-KD (element-wise)'
@@ -235,7 +236,7 @@ class Abs(LibraryTransform):
 
 
 @KD_TRANSFORMS.register_module(name='pow')
-class Pow(LibraryTransform):
+class Pow(KnowledgeTransform):
     """Plain power ``x**p`` (not sign-preserving; use an integer ``p`` for signed inputs)."""
     ranks = ANY_RANK
     formula = 'T(x) = x^p (p = 2 by default)'
@@ -250,7 +251,7 @@ class Pow(LibraryTransform):
 
 
 @KD_TRANSFORMS.register_module(name='sqrt')
-class SignedSqrt(LibraryTransform):
+class SignedSqrt(KnowledgeTransform):
     ranks = ANY_RANK
     formula = 'T(x) = sign(x) * sqrt(|x| + eps)'
     source = 'Auto-KD (element-wise)'
@@ -264,7 +265,7 @@ class SignedSqrt(LibraryTransform):
 
 
 @KD_TRANSFORMS.register_module(name='log')
-class SignedLog(LibraryTransform):
+class SignedLog(KnowledgeTransform):
     ranks = ANY_RANK
     formula = 'T(x) = sign(x) * log(1 + |x|)'
     source = 'Auto-KD (element-wise)'
@@ -274,7 +275,7 @@ class SignedLog(LibraryTransform):
 
 
 @KD_TRANSFORMS.register_module(name='flatten')
-class Flatten(LibraryTransform):
+class Flatten(KnowledgeTransform):
     """Flatten every dim but the batch dim."""
     ranks = (3, 4)
     formula = 'T(x) = reshape(x, (N, -1))'

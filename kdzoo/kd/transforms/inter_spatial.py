@@ -5,10 +5,10 @@ import torch
 import torch.nn.functional as F
 
 from kdzoo.registry import KD_TRANSFORMS
-from ._common import LibraryTransform
+from ..base import KnowledgeTransform
 
 
-class _Pool(LibraryTransform):
+class _Pool(KnowledgeTransform):
     family = 'inter'
     ranks = (4, )
     size: int = 1
@@ -43,7 +43,7 @@ class Pool4(_Pool):
 
 
 @KD_TRANSFORMS.register_module(name='gap')
-class GlobalAvgPool(LibraryTransform):
+class GlobalAvgPool(KnowledgeTransform):
     """Global average pooling to a vector (the penultimate feature of a CNN)."""
     family = 'inter'
     ranks = (3, 4)
@@ -59,7 +59,7 @@ class GlobalAvgPool(LibraryTransform):
 
 
 @KD_TRANSFORMS.register_module(name='pyramid')
-class PoolingPyramid(LibraryTransform):
+class PoolingPyramid(KnowledgeTransform):
     """Multi-scale pooling pyramid: average pools at sizes ``levels`` concatenated.
 
     The default levels (1, 2, 4) give ``C * (1 + 4 + 16) = 21 C`` features per sample.
@@ -82,7 +82,7 @@ class PoolingPyramid(LibraryTransform):
 
 
 @KD_TRANSFORMS.register_module(name='gram_C')
-class ChannelGram(LibraryTransform):
+class ChannelGram(KnowledgeTransform):
     """Channel x channel Gram matrix per sample, normalised by the number of positions."""
     family = 'inter'
     ranks = (3, 4)
@@ -99,7 +99,7 @@ class ChannelGram(LibraryTransform):
 
 
 @KD_TRANSFORMS.register_module(name='gram_N')
-class SampleGram(LibraryTransform):
+class SampleGram(KnowledgeTransform):
     """Sample x sample Gram matrix of the flattened features, normalised by their dim."""
     family = 'inter'
     ranks = (2, 3, 4)
@@ -116,7 +116,7 @@ class SampleGram(LibraryTransform):
 
 
 @KD_TRANSFORMS.register_module(name='sample_sim')
-class SampleSimilarity(LibraryTransform):
+class SampleSimilarity(KnowledgeTransform):
     """Similarity-preserving KD's batch similarity (Tung & Mori, ICCV 2019).
 
     ``G = F F^T`` with rows L2-normalised; followed by ``l2`` it is SP's loss

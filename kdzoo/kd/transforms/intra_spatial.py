@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from kdzoo.registry import KD_TRANSFORMS
-from ._common import LibraryTransform
+from ..base import KnowledgeTransform
 
 
 def _patch_formula(k: int) -> str:
@@ -11,7 +11,7 @@ def _patch_formula(k: int) -> str:
             f'T(x)[n,c,P] = softmax(x[n,c,P]) over the positions of P')
 
 
-class _LocalPatches(LibraryTransform):
+class _LocalPatches(KnowledgeTransform):
     """Split the map into a ``k x k`` grid of non-overlapping patches; softmax in each patch.
 
     For every sample and channel, the values inside one patch (``H/k x W/k`` positions) are
@@ -65,7 +65,7 @@ class LocalPatch4(_LocalPatches):
 
 
 @KD_TRANSFORMS.register_module(name='channel_dist')
-class ChannelDistribution(LibraryTransform):
+class ChannelDistribution(KnowledgeTransform):
     """Channel-wise distribution of CWD (Shu et al., ICCV 2021).
 
     Reshapes ``(N, C, H, W)`` into ``N*C`` rows of ``H*W`` logits. A following ``kl``

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from kdzoo.registry import KD_TRANSFORMS
-from ._common import LazyBuffersMixin, LibraryTransform, channel_view, reduce_dims_except
+from ..base import KnowledgeTransform
+from ._common import LazyBuffersMixin, channel_view, reduce_dims_except
 
 Features = Union[torch.Tensor, Iterable[torch.Tensor]]
 
@@ -37,7 +38,7 @@ def _channels_last_2d(x: torch.Tensor) -> torch.Tensor:
     return x.movedim(1, -1).reshape(-1, x.shape[1])
 
 
-class _ChannelAlign(LibraryTransform):
+class _ChannelAlign(KnowledgeTransform):
     family = 'alignment'
     ranks = (2, 4)
 
@@ -189,7 +190,7 @@ class ChannelInterp(_ChannelAlign):
         return res.view(n, h, w, out).permute(0, 3, 1, 2)
 
 
-class _RunningChannelStats(LazyBuffersMixin, LibraryTransform):
+class _RunningChannelStats(LazyBuffersMixin, KnowledgeTransform):
     """Per-channel variance kept in buffers (``running_var``, ``num_batches_tracked``).
 
     Statistics are computed over every dim but the channel dim (1). In training mode the
@@ -322,7 +323,7 @@ class StdMatch(_RunningChannelStats):
 
 
 @KD_TRANSFORMS.register_module(name='pts')
-class PowerTemperatureScaling(LibraryTransform):
+class PowerTemperatureScaling(KnowledgeTransform):
     """KDEP's power temperature scaling, global and non-decreasing.
 
     ``T`` and ``n`` are not stated in the method card; defaults ``T=1, n=2``. ``|f / T|`` is
