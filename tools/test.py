@@ -11,6 +11,7 @@ import os.path as osp
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
+from kdzoo.engine import setup_cpu_distributed, teardown_distributed
 from kdzoo.engine.hooks import unwrap
 from kdzoo.models import Distiller, load_checkpoint_strict
 from kdzoo.utils import register_all_modules
@@ -48,13 +49,21 @@ def main(argv=None):
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = None
     cfg.resume = False
+    setup_cpu_distributed(cfg)
+    try:
+        return _test(cfg, args)
+    finally:
+        teardown_distributed()
+
+
+def _test(cfg, args):
     runner = Runner.from_cfg(cfg)
     # Strict loading: a checkpoint that does not fit the model is an error, not a warning.
     model = unwrap(runner.model)
     load_checkpoint_strict(model.student if isinstance(model, Distiller) else model,
                            args.checkpoint, owner='model')
     metrics = runner.test()
-    if args.out:
+    if args.out and runner.rank == 0:
         with open(args.out, 'w') as f:
             json.dump({k: float(v) for k, v in metrics.items()}, f, indent=2)
     return metrics

@@ -6,6 +6,7 @@ import os.path as osp
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
+from kdzoo.engine import setup_cpu_distributed, teardown_distributed
 from kdzoo.utils import register_all_modules
 
 
@@ -66,8 +67,12 @@ def main(argv=None):
     register_all_modules()
     cfg = Config.fromfile(args.config)
     cfg = merge_args(cfg, args)
-    runner = Runner.from_cfg(cfg)
-    runner.train()
+    setup_cpu_distributed(cfg)
+    try:
+        runner = Runner.from_cfg(cfg)
+        runner.train()
+    finally:
+        teardown_distributed()
 
 
 if __name__ == '__main__':
