@@ -7,6 +7,7 @@ number of workers may run this command on one storage, and ``--resume`` continue
 whose workers were killed.
 """
 import argparse
+import copy
 import os
 import os.path as osp
 import signal
@@ -53,23 +54,22 @@ def _raise_exit(signum, frame):  # SIGTERM (e.g. Slurm preemption) -> clean inte
     raise SystemExit(128 + signum)
 
 
-def check_work_dir(work_dir: str, study_name: str, storage_text: str) -> None:
+def check_work_dir(work_dir: str, study_name: str) -> None:
     """One study per work dir (trial folders are named by trial number)."""
     os.makedirs(work_dir, exist_ok=True)
     marker = osp.join(work_dir, 'study.txt')
-    text = f'{study_name}\n{storage_text}\n'
     if osp.isfile(marker):
         with open(marker) as f:
-            old = f.read()
-        if old.splitlines()[:1] != text.splitlines()[:1]:
-            raise SystemExit(f'{work_dir} holds the search of study {old.splitlines()[0]!r}; '
-                             f'use another --work-dir for study {study_name!r}')
+            old = f.read().strip()
+        if old and old != study_name:
+            raise SystemExit(f'{work_dir} holds the search of study {old!r}; use another '
+                             f'--work-dir for study {study_name!r}')
         return
     try:
         with open(marker, 'x') as f:
-            f.write(text)
+            f.write(study_name + '\n')
     except FileExistsError:  # another worker wrote it a moment ago
-        check_work_dir(work_dir, study_name, storage_text)
+        check_work_dir(work_dir, study_name)
 
 
 def main(argv=None):
@@ -80,8 +80,8 @@ def main(argv=None):
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    settings = search_settings(cfg.get('search'))
-    del cfg['search']
+    raw = cfg.to_dict()
+    settings = search_settings(raw.pop('search', None))
     if args.n_trials is not None:
         settings['n_trials'] = args.n_trials
     space = SearchSpace.from_config(settings['space'])
@@ -90,12 +90,13 @@ def main(argv=None):
         return 0
 
     name = osp.splitext(osp.basename(args.config))[0]
-    work_dir = args.work_dir or cfg.get('work_dir') or osp.join('work_dirs', 'search', name)
+    work_dir = args.work_dir or raw.get('work_dir') or osp.join('work_dirs', 'search', name)
     study_name = args.study_name or name
-    check_work_dir(work_dir, study_name, args.storage or 'journal')
+    check_work_dir(work_dir, study_name)
 
-    full_cfg = Config(cfg.to_dict(), filename=cfg.filename)
-    proxy_cfg = apply_proxy(Config(cfg.to_dict(), filename=cfg.filename), settings['proxy'])
+    full_cfg = Config(copy.deepcopy(raw), filename=cfg.filename)
+    proxy_cfg = apply_proxy(Config(copy.deepcopy(raw), filename=cfg.filename),
+                            settings['proxy'])
     if args.cfg_options:  # the command line wins over the proxy settings
         proxy_cfg.merge_from_dict({k: v for k, v in args.cfg_options.items()
                                    if not k.startswith('search.')})
@@ -109,6 +110,7 @@ def main(argv=None):
         proxy_cfg, space, work_dir, metric=settings['metric'], full_cfg=full_cfg,
         train_script=osp.join(ROOT, 'tools', 'train.py'), env=settings['trial_env'],
         timeout=settings['trial_timeout'], heartbeat_interval=settings['heartbeat_interval'],
+        keep_checkpoints=settings['keep_checkpoints'],
         header=f'kdzoo search, study {study_name!r}, searcher '
         f'{type(searcher).__name__}\n')
 

@@ -9,7 +9,6 @@
 """
 import csv
 import io
-import math
 import os
 import os.path as osp
 from typing import Dict, List, Optional, Sequence
@@ -40,6 +39,9 @@ def _note(trial: FrozenTrial) -> str:
     if trial.state == TrialState.FAIL:
         error = attrs.get('error', 'failed').strip()
         notes.append(error.splitlines()[0] if error else 'failed')
+    for key, value in trial.system_attrs.items():  # Optuna's trial.set_constraint values
+        if key.startswith('constraints:') and isinstance(value, (int, float)) and value > 0:
+            notes.append(f'infeasible: {key.split(":", 1)[1]} exceeded by {value:g}')
     return '; '.join(notes)
 
 
@@ -77,6 +79,8 @@ def write_tables(rows: List[Dict], work_dir: str, best: Optional[int] = None) ->
     _atomic_write(osp.join(work_dir, 'results.csv'), buf.getvalue())
 
     def cell(value):
+        if isinstance(value, float) and value.is_integer() and abs(value) < 1e12:
+            return str(int(value))
         if isinstance(value, float):
             return f'{value:.4g}' if abs(value) >= 1e4 or (0 < abs(value) < 1e-3) \
                 else f'{value:.4f}'.rstrip('0').rstrip('.')
@@ -117,13 +121,17 @@ def plot_progress(study: Study, path: str, metric: str) -> None:
             best_y.append(best)
         elif t.state == TrialState.FAIL and not t.system_attrs.get(INTERRUPTED_KEY):
             failed.append(t.number)
+    last = max([n for n, _ in done] + failed + [0])
     if done:
         ax.scatter(*zip(*done), s=18, label='trial', color='tab:blue', zorder=3)
-        ax.step(best_x, best_y, where='post', color='tab:orange', label='best so far')
-    if failed:
-        low = min(v for _, v in done) if done else 0.0
-        ax.scatter(failed, [low] * len(failed), marker='x', color='tab:red', label='failed',
-                   zorder=3)
+        ax.step(best_x + [last], best_y + [best_y[-1]], where='post', color='tab:orange',
+                label='best so far')
+    if failed:  # at the bottom of the axes, whatever the metric's range
+        ax.scatter(failed, [0.03] * len(failed), marker='x', color='tab:red',
+                   label='failed', zorder=3, transform=ax.get_xaxis_transform())
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlim(-0.5, last + 0.5)
     ax.set_xlabel('trial')
     ax.set_ylabel(metric)
     ax.set_title(f'search progress ({study.study_name})')
@@ -166,6 +174,9 @@ def plot_mcts_visits(space: SearchSpace, root: Node, path: str, max_panels: int 
         for y, (v, m) in enumerate(zip(visits, means)):
             if v:
                 ax.text(v, y, f' {v} (R/N={m:.2f})', va='center', fontsize=7)
+    from matplotlib.ticker import MaxNLocator
+    for ax in axes[:, 0]:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[-1, 0].set_xlabel('visits (colour: mean reward)')
     fig.tight_layout()
     fig.savefig(path, dpi=100)

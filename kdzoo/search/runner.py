@@ -25,6 +25,7 @@ import json
 import math
 import os
 import os.path as osp
+import re
 import signal
 import socket
 import subprocess
@@ -62,6 +63,7 @@ SEARCH_DEFAULTS = dict(
     heartbeat_interval=60.0,
     stale_after=600.0,
     max_rejects=200,
+    keep_checkpoints=True,
 )
 
 
@@ -138,7 +140,13 @@ def open_storage(url: Optional[str], work_dir: str):
         engine_kwargs = dict(connect_args=dict(timeout=120))
     else:
         engine_kwargs = dict(pool_pre_ping=True)
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        except Exception:  # workers starting together may race to create the schema
+            if attempt == 4:
+                raise
+            time.sleep(1.0 + attempt)
 
 
 def open_study(storage, study_name: str, directions: Sequence[str], sampler,
@@ -334,6 +342,8 @@ class TrialRunner:
         heartbeat_interval: seconds between heartbeats while a trial trains.
         count_params: build the student in this process to record its parameter count
             (needed by ``nsga2``).
+        keep_checkpoints: keep the trial's ``*.pth`` files (False: delete them once the
+            metric is read).
     """
 
     def __init__(self, cfg: Config, space: SearchSpace, work_dir: str,
@@ -341,7 +351,7 @@ class TrialRunner:
                  train_script: Optional[str] = None, python: Optional[str] = None,
                  env: Optional[dict] = None, timeout: Optional[float] = None,
                  heartbeat_interval: float = 60.0, count_params: bool = True,
-                 header: str = ''):
+                 keep_checkpoints: bool = True, header: str = ''):
         model = cfg.get('model', {})
         if 'distill_terms' not in model:
             raise ValueError('the base config of a search must be a distiller config '
@@ -357,6 +367,7 @@ class TrialRunner:
         self.timeout = timeout
         self.heartbeat_interval = heartbeat_interval
         self.count_params = count_params
+        self.keep_checkpoints = keep_checkpoints
         self.header = header
 
     # --- configs ---
@@ -411,9 +422,14 @@ class TrialRunner:
         if self.count_params:
             try:
                 attrs['param_count'] = self.student_param_count(cfg)
-            except Exception as err:
-                return TrialResult(error=f'cannot build the student: {err!r}', attrs=attrs)
-        result = self.train(config_path, trial_dir, heartbeat)
+            except Exception as err:  # the training process will tell what is wrong
+                attrs['param_count_error'] = repr(err)[:500]
+        try:
+            result = self.train(config_path, trial_dir, heartbeat)
+        finally:
+            # MMEngine's Runner dumps its config to WORK_DIR/<config name>, i.e. over this
+            # file (adding work_dir and launcher); put the plain, re-runnable one back.
+            self.write_config(cfg, config_path, self.describe(number, params))
         result.attrs = {**attrs, **result.attrs}
         return result
 
@@ -441,9 +457,16 @@ class TrialRunner:
                 proc.kill()
                 proc.wait()
                 raise
+        if not self.keep_checkpoints:
+            for path in glob.glob(osp.join(trial_dir, '*.pth')):
+                os.remove(path)
         if returncode != 0:
-            return TrialResult(error=f'tools/train.py exited with {returncode}; last lines of '
-                               f'{log_path}:\n{_tail(log_path)}')
+            tail = _tail(log_path)
+            lines = [line.strip() for line in tail.splitlines() if line.strip()]
+            errors = [line for line in lines if re.match(r'^[\w.]+(Error|Exception)\b', line)]
+            cause = (errors or lines or ['no output'])[-1]
+            return TrialResult(error=f'tools/train.py exited with {returncode}: {cause} (log: '
+                               f'{log_path})\n{tail}')
         return metric_from_scalars(read_scalars(trial_dir), self.metric)
 
 
@@ -485,6 +508,7 @@ class SearchLoop:
         self.on_trial_end = on_trial_end
         self.log = log or (lambda msg: None)
         self.worker = worker_identity()
+        self.allow_duplicates = bool(getattr(searcher, 'allow_duplicates', False))
         self.stop_reason = ''
 
     # --- helpers ---
@@ -519,10 +543,11 @@ class SearchLoop:
         while True:
             trials = study.get_trials(deepcopy=False)
             used = len(budget_trials(trials))
-            if used >= self.n_trials:
+            waiting = any(t.state == TrialState.WAITING for t in trials)
+            if used >= self.n_trials and not waiting:
                 self.stop_reason = f'{used} of {self.n_trials} trials used'
                 break
-            if self._exhausted(trials):
+            if not self.allow_duplicates and self._exhausted(trials):
                 self.stop_reason = f'all {len(space)} valid distillers of the space were tried'
                 break
             if rejects >= self.max_rejects:
@@ -539,7 +564,7 @@ class SearchLoop:
                 break
             params = dict(trial.params)
             reason = space.check(params)
-            if reason is None:
+            if reason is None and not self.allow_duplicates:
                 key = params_key(params)
                 dup = [t.number for t in earlier if params_key(trial_params(t)) == key]
                 reason = f'duplicate of trial {dup[0]}' if dup else None
@@ -570,6 +595,8 @@ class SearchLoop:
         trial.set_user_attr('duration_s', round(duration, 3))
         choice = ' '.join(f'{k}={v}' for k, v in params.items())
         head = f'[search] trial {trial.number} ({position}/{self.n_trials})'
+        if 'retry_of' in trial.user_attrs:
+            head += f' [retry of trial {trial.user_attrs["retry_of"]}]'
         if result.error is not None:
             trial.set_user_attr('error', result.error[-4000:])
             self.study.tell(trial, state=TrialState.FAIL)
@@ -577,7 +604,19 @@ class SearchLoop:
             self.log(f'{head} FAIL in {duration:.1f}s: {first} | {self._best_text()} '
                      f'| {choice}')
             return
+        missing = [k for k in getattr(self.searcher, 'extra_objectives', ())
+                   if k not in result.attrs]
+        if missing:
+            result = TrialResult(error=f'objectives {missing} unavailable: '
+                                 f'{result.attrs.get("param_count_error", "not measured")}')
+            trial.set_user_attr('error', result.error)
+            self.study.tell(trial, state=TrialState.FAIL)
+            self.log(f'{head} FAIL: {result.error} | {self._best_text()} | {choice}')
+            return
         values = self.searcher.values(result.value, {**result.attrs})
+        self.searcher.constrain(trial, {**result.attrs})
         self.study.tell(trial, values if len(values) > 1 else values[0])
-        self.log(f'{head} COMPLETE {self.metric}={result.value:.4f} in {duration:.1f}s | '
-                 f'{self._best_text()} | {choice}')
+        size = (f' ({result.attrs["param_count"]} student params)'
+                if 'param_count' in result.attrs else '')
+        self.log(f'{head} COMPLETE {self.metric}={result.value:.4f}{size} in {duration:.1f}s'
+                 f' | {self._best_text()} | {choice}')

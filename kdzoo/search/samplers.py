@@ -24,12 +24,10 @@ the completed trials, or over a given ``reward_range``; flipped for ``minimize``
 import math
 import random
 import warnings
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
 
-import optuna
 from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, NSGAIISampler, RandomSampler
-from optuna.samplers import BruteForceSampler
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
@@ -150,7 +148,7 @@ def build_tree(space: SearchSpace, trials: Iterable[FrozenTrial],
     return root
 
 
-def select_path(space: SearchSpace, root: Node, rng: random.Random, exploration: float = 1.0,
+def select_path(space: SearchSpace, root: Node, rng: random.Random, exploration: float = 0.5,
                 allow_repeats: bool = False,
                 fixed: Optional[Dict[str, Any]] = None) -> Tuple[int, ...]:
     """Choice indices from the root to a leaf (selection, expansion, random simulation)."""
@@ -210,7 +208,7 @@ class MCTSSampler(BaseSampler):
             number).
     """
 
-    def __init__(self, space: SearchSpace, exploration: float = 1.0, reward: str = 'metric',
+    def __init__(self, space: SearchSpace, exploration: float = 0.5, reward: str = 'metric',
                  reward_range: Optional[Sequence[float]] = None, allow_repeats: bool = False,
                  seed: Optional[int] = None):
         if reward not in REWARDS:
@@ -287,7 +285,7 @@ class SeededNSGAIISampler(NSGAIISampler):
 
 
 __all__ = [
-    'MCTSSampler', 'SeededRandomSampler', 'SeededNSGAIISampler', 'BruteForceSampler', 'Node',
+    'MCTSSampler', 'SeededRandomSampler', 'SeededNSGAIISampler', 'Node',
     'build_tree', 'select_path', 'ucb_score', 'normalised_rewards', 'trial_params',
     'counts_as_visit', 'trial_rng', 'INTERRUPTED_KEY'
 ]

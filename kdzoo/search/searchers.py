@@ -1,16 +1,17 @@
 """Searchers: what a config's ``search.searcher`` names (registered in ``SEARCHERS``).
 
 A searcher decides the study's objectives and builds its Optuna sampler; the search loop
-(:func:`kdzoo.search.runner.run_search`) is shared. A searcher that needs its own loop
-(e.g. successive halving with rungs that resume survivors) overrides :meth:`search`.
+(:class:`kdzoo.search.runner.SearchLoop`) is shared. A searcher that needs its own loop
+(e.g. successive halving with rungs that resume survivors) overrides
+:meth:`BaseSearcher.search`.
 
-=========  ==============================================================================
+==========  =============================================================================
 ``random``  Optuna's RandomSampler, seeded per trial.
 ``grid``    Optuna's BruteForceSampler: every combination once (small spaces).
 ``mcts``    Auto-KD's Monte Carlo tree search (:class:`~kdzoo.search.samplers.MCTSSampler`).
 ``nsga2``   UniADS: Optuna's NSGAIISampler on two objectives, the metric and the student's
             parameter count (minimised), with ``param_budget`` as a constraint.
-=========  ==============================================================================
+==========  =============================================================================
 """
 import os.path as osp
 from typing import Dict, List, Optional, Sequence
@@ -30,6 +31,8 @@ class BaseSearcher:
 
     #: names of the objectives after the metric (e.g. ``['param_count']``)
     extra_objectives: Sequence[str] = ()
+    #: let the loop train parameters that an earlier trial already had
+    allow_duplicates: bool = False
 
     def __init__(self, seed: Optional[int] = 0):
         self.seed = seed
@@ -44,15 +47,19 @@ class BaseSearcher:
         """Objective values told to Optuna for a trial with ``metric`` and user ``attrs``."""
         return [metric] + [float(attrs[name]) for name in self.extra_objectives]
 
+    def constrain(self, trial: optuna.Trial, attrs: Dict) -> None:
+        """Set Optuna constraints (``trial.set_constraint``) before a trial is told."""
+
     def best_trial(self, study: Study) -> Optional[FrozenTrial]:
         """The trial whose config becomes ``best_config.py``."""
-        complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if not complete:
             return None
         if len(study.directions) == 1:
             return study.best_trial
         sign = 1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else -1
-        pool = [t for t in study.best_trials if self.feasible(t)] or complete
+        # the best metric among the feasible trials (all trials when none is feasible)
+        pool = [t for t in complete if self.feasible(t)] or complete
         return max(pool, key=lambda t: sign * t.values[0])
 
     def feasible(self, trial: FrozenTrial) -> bool:
@@ -75,12 +82,20 @@ class RandomSearcher(BaseSearcher):
         return SeededRandomSampler(seed=self.seed)
 
 
+class _GridSampler(BruteForceSampler):
+    """BruteForceSampler without its ``study.stop()`` (which only works inside
+    ``study.optimize``); the search loop stops when the space is exhausted."""
+
+    def after_trial(self, study, trial, state, values) -> None:
+        pass
+
+
 @SEARCHERS.register_module(name='grid')
 class GridSearcher(BaseSearcher):
     """Every combination of the space once, in random order."""
 
     def sampler(self, space: SearchSpace) -> BaseSampler:
-        return BruteForceSampler(seed=self.seed)
+        return _GridSampler(seed=self.seed)
 
 
 @SEARCHERS.register_module(name='mcts')
@@ -94,12 +109,13 @@ class MCTSSearcher(BaseSearcher):
         allow_repeats: let the tree re-select leaves that were already tried.
     """
 
-    def __init__(self, exploration: float = 1.0, reward: str = 'metric',
+    def __init__(self, exploration: float = 0.5, reward: str = 'metric',
                  reward_range: Optional[Sequence[float]] = None, allow_repeats: bool = False,
                  seed: Optional[int] = 0):
         super().__init__(seed)
         self.kwargs = dict(exploration=exploration, reward=reward, reward_range=reward_range,
                            allow_repeats=allow_repeats)
+        self.allow_duplicates = allow_repeats
 
     def sampler(self, space: SearchSpace) -> BaseSampler:
         return MCTSSampler(space, seed=self.seed, **self.kwargs)
@@ -132,20 +148,23 @@ class NSGA2Searcher(BaseSearcher):
         self.operators = dict(mutation_prob=mutation_prob, crossover_prob=crossover_prob,
                               swapping_prob=swapping_prob)
 
-    def constraints(self, trial: FrozenTrial) -> List[float]:
-        """Optuna's convention: a value <= 0 is feasible."""
-        count = trial.user_attrs.get('param_count')
+    def violation(self, attrs: Dict) -> float:
+        """``param_count - param_budget``; Optuna's convention: <= 0 is feasible."""
+        count = attrs.get('param_count')
         if count is None:
-            return [1.0]
-        return [float(count) - float(self.param_budget)]
+            return 1.0
+        return float(count) - float(self.param_budget)
+
+    def constrain(self, trial: optuna.Trial, attrs: Dict) -> None:
+        if self.param_budget is not None:
+            trial.set_constraint('param_budget', self.violation(attrs))
 
     def feasible(self, trial: FrozenTrial) -> bool:
-        return self.param_budget is None or self.constraints(trial)[0] <= 0
+        return self.param_budget is None or self.violation(trial.user_attrs) <= 0
 
     def sampler(self, space: SearchSpace) -> BaseSampler:
-        constraints = self.constraints if self.param_budget is not None else None
         return SeededNSGAIISampler(population_size=self.population_size, seed=self.seed,
-                                   constraints_func=constraints, **self.operators)
+                                   **self.operators)
 
     def plots(self, study: Study, space: SearchSpace, work_dir: str, metric: str) -> None:
         from .report import plot_pareto

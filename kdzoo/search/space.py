@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from optuna.distributions import CategoricalDistribution
 
-from kdzoo.kd.base import (build_distance, build_transform, check_chain, registered)
+from kdzoo.kd.base import build_distance, build_transform, check_chain, registered
 from kdzoo.registry import DISTANCES, KD_TRANSFORMS
 
 #: Keys a term template may have.

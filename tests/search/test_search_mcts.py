@@ -1,0 +1,247 @@
+"""MCTS (UCB, tree rebuilt from stored trials, selection), the search loop on toy
+objectives (no training), and the recovery of trials whose worker died."""
+import math
+import random
+import subprocess
+import sys
+
+import optuna
+import pytest
+from optuna.study import StudyDirection
+from optuna.trial import TrialState, create_trial
+
+from kdzoo.search import (SearchLoop, SearchSpace, TrialResult, build_searcher, build_tree,
+                          open_storage, recover_orphans, select_path, ucb_score)
+from kdzoo.search.runner import WORKER_KEY, worker_identity
+from kdzoo.search.samplers import INTERRUPTED_KEY, MCTSSampler, normalised_rewards
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def small_space(weights=(1.0, 5.0, 16.0)):
+    return SearchSpace.from_config(dict(terms=[dict(
+        student='s', teacher='t', distance=['kl', 'l2'], weight=list(weights))]))
+
+
+def frozen(space, labels, state=TrialState.COMPLETE, value=None, number=0, **system):
+    params = dict(zip(space.names, labels))
+    dists = {k: v for k, v in space.distributions().items() if k in params}
+    trial = create_trial(params=params, distributions=dists, value=value, state=state,
+                         system_attrs=system)
+    trial.number = number
+    return trial
+
+
+def test_ucb_formula():
+    assert ucb_score(3.0, 4, 10, 0.5) == pytest.approx(0.75 + 0.5 * math.sqrt(
+        2 * math.log(10) / 4))
+    assert ucb_score(3.0, 4, 10, 0.0) == 0.75
+    assert ucb_score(0.0, 0, 10, 1.0) == math.inf
+
+
+def test_tree_is_rebuilt_from_frozen_trials():
+    space = small_space()
+    trials = [
+        frozen(space, ['kl', 1.0], value=80.0, number=0),
+        frozen(space, ['kl', 5.0], value=60.0, number=1),
+        frozen(space, ['l2', 1.0], value=70.0, number=2),
+        frozen(space, ['l2', 5.0], TrialState.RUNNING, number=3),     # visit, reward 0
+        frozen(space, ['l2', 16.0], TrialState.FAIL, number=4),       # visit, reward 0
+        frozen(space, ['kl', 16.0], TrialState.PRUNED, number=5),     # never trained
+        frozen(space, ['kl', 16.0], TrialState.FAIL, number=6,        # retried elsewhere
+               **{INTERRUPTED_KEY: True}),
+    ]
+    root = build_tree(space, trials, StudyDirection.MAXIMIZE)
+    assert root.visits == 5 and root.reward == pytest.approx(1.5)
+    kl, l2 = root.children[0], root.children[1]
+    assert (kl.visits, kl.reward) == (2, pytest.approx(1.0))       # rewards 1.0 and 0.0
+    assert (l2.visits, l2.reward) == (3, pytest.approx(0.5))       # 0.5 + running + failed
+    assert set(kl.children) == {0, 1} and kl.children[0].mean == 1.0
+    assert l2.children[1].visits == 1 and l2.children[1].reward == 0.0
+    assert len(l2.leaves) == 3
+    # minimising flips the normalised rewards
+    root = build_tree(space, trials, StudyDirection.MINIMIZE)
+    assert root.children[0].reward == pytest.approx(1.0) and root.children[1].mean == 0.5 / 3
+
+
+def test_selection_unvisited_first_then_ucb_and_skips_exhausted_subtrees():
+    space = small_space()
+    rng = random.Random(0)
+    # only 'kl' was visited: 'l2' is unvisited and comes first, whatever C
+    root = build_tree(space, [frozen(space, ['kl', 1.0], value=1.0)])
+    assert select_path(space, root, rng, exploration=0.0)[0] == 1
+    trials = [frozen(space, ['kl', 1.0], value=90.0, number=0),
+              frozen(space, ['kl', 5.0], value=80.0, number=1),
+              frozen(space, ['l2', 1.0], value=10.0, number=2)]
+    root = build_tree(space, trials)
+    # C = 0: the best mean (kl: (1 + 0.875) / 2 vs l2: 0); its unvisited weight 16 next
+    assert select_path(space, root, rng, exploration=0.0) == (0, 2)
+    # a large C favours the less visited child
+    assert select_path(space, root, rng, exploration=100.0)[0] == 1
+    # once kl's three leaves were all tried, its subtree is skipped
+    root = build_tree(space, trials + [frozen(space, ['kl', 16.0], value=85.0, number=3)])
+    assert select_path(space, root, rng, exploration=0.0)[0] == 1
+    # fixed (enqueued) parameters are respected
+    assert select_path(space, root, rng, 0.0, fixed={'kd0.distance': 'kl'})[0] == 0
+
+
+def test_autokd_reward_from_user_attrs():
+    space = small_space()
+    a = frozen(space, ['kl', 1.0], value=50.0, number=0)
+    b = frozen(space, ['l2', 1.0], value=90.0, number=1)
+    a.user_attrs.update(ce=0.2, cka=0.9)   # R = 1 - (0.2 + 0.1) = 0.7
+    b.user_attrs.update(ce=1.0, cka=0.5)   # R = -0.5
+    assert normalised_rewards([a, b], StudyDirection.MAXIMIZE, 'autokd') == {0: 1.0, 1: 0.0}
+    assert normalised_rewards([a, b], StudyDirection.MAXIMIZE, 'metric') == {0: 0.0, 1: 1.0}
+
+
+def chain_space():
+    """A space with invalid chains for rank-2 inputs (satt, flatten, at)."""
+    return SearchSpace.from_config(dict(terms=[dict(
+        student='s', teacher='t',
+        transform_slots=[['no', 'softmax_C', 'norm_C', 'standardize', 'satt'],
+                         ['no', 'tanh', 'flatten']],
+        distance=['kl', 'l2', 'cosine', 'pearson', 'at'], weight=[0.5, 1.0, 5.0],
+        tau=[1.0, 4.0])], student=dict(width_mult=[0.5, 1.0])))
+
+
+def run_loop(space, searcher_cfg, objective, n_trials, seed=0, storage=None, name=None):
+    searcher = build_searcher(searcher_cfg, seed)
+    study = optuna.create_study(direction='maximize', sampler=searcher.sampler(space),
+                                storage=storage, study_name=name, load_if_exists=True)
+    calls = []
+
+    def evaluate(number, params, heartbeat):
+        calls.append(params)
+        return TrialResult(value=objective(params))
+
+    SearchLoop(study, space, searcher, evaluate, n_trials, log=None).run()
+    return study, calls
+
+
+def test_mcts_proposes_only_valid_and_new_distillers():
+    space = chain_space()
+    study, calls = run_loop(space, dict(type='mcts'), lambda p: random.random(), 40)
+    assert len(calls) == 40 and all(space.check(p) is None for p in calls)
+    assert len({tuple(sorted(p.items())) for p in calls}) == 40
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+
+
+def test_random_search_prunes_invalid_chains_without_training():
+    space = chain_space()
+    study, calls = run_loop(space, 'random', lambda p: 1.0, 20)
+    assert len(calls) == 20 and all(space.check(p) is None for p in calls)
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert pruned and all('invalid chain' in t.user_attrs['pruned_reason']
+                          or 'duplicate' in t.user_attrs['pruned_reason'] for t in pruned)
+
+
+def test_search_stops_when_the_space_is_exhausted():
+    space = small_space()
+    study, calls = run_loop(space, 'grid', lambda p: 1.0, 50)
+    assert len(calls) == len(space) == 6
+
+
+def toy_objective(space, seed=123):
+    """Additive scores per decision; one best choice each (a unique optimum)."""
+    rng = random.Random(seed)
+    tables, best = {}, {}
+    for d in space.decisions:
+        tables[d.name] = [rng.uniform(0, 0.6) for _ in d.labels]
+        options = [i for i, label in enumerate(d.labels) if label not in ('satt', 'flatten', 'at')]
+        i = rng.choice(options)
+        tables[d.name][i] = 1.0
+        best[d.name] = d.labels[i]
+
+    def objective(params):
+        return sum(tables[d.name][d.index(params[d.name])] for d in space.decisions)
+
+    return objective, objective(best)
+
+
+def test_mcts_finds_the_optimum_earlier_than_random_on_a_toy_objective():
+    space = chain_space()
+    objective, optimum = toy_objective(space)
+
+    def first_hit(searcher_cfg, seed):
+        _, calls = run_loop(space, searcher_cfg, objective, 60, seed=seed)
+        hits = [i for i, p in enumerate(calls) if objective(p) == pytest.approx(optimum)]
+        return hits[0] if hits else None
+
+    seeds = range(4)
+    mcts = [first_hit(dict(type='mcts', exploration=0.3), s) for s in seeds]
+    rand = [first_hit('random', s) for s in seeds]
+    found = lambda hits: sum(h is not None for h in hits)  # noqa: E731
+    mean = lambda hits: sum(60 if h is None else h for h in hits) / len(hits)  # noqa: E731
+    assert found(mcts) >= found(rand) and found(mcts) >= 3, (mcts, rand)
+    assert mean(mcts) < mean(rand), (mcts, rand)
+
+
+def test_mcts_resumes_from_the_storage_and_workers_share_the_tree(tmp_path):
+    space = chain_space()
+    storage = open_storage(None, str(tmp_path))
+    run_loop(space, dict(type='mcts'), lambda p: random.random(), 10, storage=storage,
+             name='s')
+    # a new process (new sampler, same storage) continues the same tree
+    study, calls = run_loop(space, dict(type='mcts'), lambda p: random.random(), 20,
+                            storage=storage, name='s')
+    assert len(calls) == 10 and len(study.trials) == 20
+    keys = {tuple(sorted(t.params.items())) for t in study.trials}
+    assert len(keys) == 20
+    assert MCTSSampler(space).tree(study).visits == 20
+    # a RUNNING trial (another worker) is a visit: the next trial goes elsewhere
+    a = study.ask(space.distributions())
+    b = study.ask(space.distributions())
+    assert a.params != b.params
+
+
+def dead_pid():
+    proc = subprocess.Popen([sys.executable, '-c', 'pass'])
+    proc.wait()
+    return proc.pid
+
+
+def test_orphaned_trials_are_failed_and_retried_once(tmp_path):
+    space = small_space()
+    storage = open_storage(str(tmp_path / 's.journal'), str(tmp_path))
+    study = optuna.create_study(storage=storage, study_name='s', direction='maximize')
+    dists = space.distributions()
+    orphan = study.ask(dists)
+    storage.set_trial_system_attr(orphan._trial_id, WORKER_KEY,
+                                  dict(worker_identity(), pid=dead_pid(), start=None))
+    alive = study.ask(dists)
+    storage.set_trial_system_attr(alive._trial_id, WORKER_KEY, worker_identity())
+    assert recover_orphans(study) == [orphan.number]
+    assert recover_orphans(study) == []
+    trials = study.get_trials()
+    assert trials[orphan.number].state == TrialState.FAIL
+    assert trials[orphan.number].system_attrs[INTERRUPTED_KEY]
+    assert trials[alive.number].state == TrialState.RUNNING
+    waiting = [t for t in trials if t.state == TrialState.WAITING]
+    assert len(waiting) == 1 and waiting[0].user_attrs['retry_of'] == orphan.number
+    assert waiting[0].system_attrs['fixed_params'] == orphan.params
+
+
+def test_nsga2_tells_accuracy_and_size_with_the_budget_as_a_constraint():
+    space = SearchSpace.from_config(dict(
+        terms=[dict(student='s', teacher='t', distance=['kl', 'l2'], weight=[1.0, 5.0])],
+        student=dict(width_mult=[0.25, 0.5, 1.0])))
+    searcher = build_searcher(dict(type='nsga2', population_size=4, param_budget=50))
+    study = optuna.create_study(directions=searcher.directions('maximize'),
+                                sampler=searcher.sampler(space))
+
+    def evaluate(number, params, heartbeat):
+        width = params['student.width_mult']
+        return TrialResult(value=10 * width + (params['kd0.distance'] == 'kl'),
+                           attrs=dict(param_count=int(100 * width)))
+
+    SearchLoop(study, space, searcher, evaluate, 8, log=None).run()
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 8
+    for t in complete:
+        assert t.values[1] == t.user_attrs['param_count']
+        assert t.system_attrs['constraints:param_budget'] == t.user_attrs['param_count'] - 50
+    best = searcher.best_trial(study)
+    feasible = [t for t in complete if t.user_attrs['param_count'] <= 50]
+    assert best.user_attrs['param_count'] <= 50
+    assert best.values[0] == max(t.values[0] for t in feasible)
