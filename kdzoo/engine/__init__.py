@@ -1,6 +1,8 @@
 from .distributed import (CPUDistributedDataParallel, setup_cpu_distributed,
                           teardown_distributed)
 from .hooks import StudentCheckpointHook
+from .search_hooks import EarlyStopOnGoodEnoughHook, LossSuppressed, LossSuppressionHook
 
 __all__ = ['StudentCheckpointHook', 'CPUDistributedDataParallel', 'setup_cpu_distributed',
-           'teardown_distributed']
+           'teardown_distributed', 'LossSuppressionHook', 'EarlyStopOnGoodEnoughHook',
+           'LossSuppressed']

@@ -91,13 +91,15 @@ def apply_proxy(cfg: Config, proxy: Optional[dict]) -> Config:
     Keys: ``train_indices`` / ``val_indices`` (a subset: an int or a list), ``max_epochs``
     (epoch-based schedules whose ``T_max`` / ``end`` equalled the old ``max_epochs`` follow
     it), ``max_iters``, ``val_interval``, and ``cfg_options`` (any other dotted overrides).
+    ``suppression`` / ``good_enough`` (dicts of arguments, ``True`` for the defaults) add a
+    :class:`~kdzoo.engine.LossSuppressionHook` / :class:`~kdzoo.engine.EarlyStopOnGoodEnoughHook`
+    to ``custom_hooks``.
     """
     proxy = dict(proxy or {})
-    unknown = sorted(set(proxy) - {'train_indices', 'val_indices', 'max_epochs', 'max_iters',
-                                   'val_interval', 'cfg_options'})
+    unknown = sorted(set(proxy) - set(PROXY_KEYS))
     if unknown:
-        raise KeyError(f'search.proxy has unknown keys {unknown}; valid: train_indices, '
-                       f'val_indices, max_epochs, max_iters, val_interval, cfg_options')
+        raise KeyError(f'search.proxy has unknown keys {unknown}; valid: '
+                       f'{", ".join(PROXY_KEYS)}')
     options = {}
     if 'train_indices' in proxy:
         options['train_dataloader.dataset.indices'] = proxy['train_indices']
@@ -117,6 +119,24 @@ def apply_proxy(cfg: Config, proxy: Optional[dict]) -> Config:
                     sched[key] = proxy['max_epochs']
     options.update(proxy.get('cfg_options') or {})
     cfg.merge_from_dict(options)
+    for key, hook_type in PROXY_HOOKS.items():
+        if proxy.get(key) not in (None, False):
+            args = {} if proxy[key] is True else dict(proxy[key])
+            add_custom_hook(cfg, dict(type=hook_type, **args))
+    return cfg
+
+
+#: Keys of ``search.proxy``.
+PROXY_KEYS = ('train_indices', 'val_indices', 'max_epochs', 'max_iters', 'val_interval',
+              'cfg_options', 'suppression', 'good_enough')
+#: ``search.proxy`` keys that add a training hook to the trial configs.
+PROXY_HOOKS = dict(suppression='LossSuppressionHook', good_enough='EarlyStopOnGoodEnoughHook')
+
+
+def add_custom_hook(cfg: Config, hook: dict) -> Config:
+    """Append ``hook`` to ``cfg.custom_hooks``, replacing a hook of the same type."""
+    hooks = [h for h in (cfg.get('custom_hooks') or []) if h.get('type') != hook['type']]
+    cfg.custom_hooks = hooks + [hook]
     return cfg
 
 
@@ -434,9 +454,25 @@ class TrialRunner:
         return result
 
     def train(self, config_path: str, trial_dir: str,
-              heartbeat: Callable[[], None] = lambda: None) -> TrialResult:
-        log_path = osp.join(trial_dir, 'train.log')
+              heartbeat: Callable[[], None] = lambda: None, resume: bool = False,
+              log_name: str = 'train.log') -> TrialResult:
+        """Train ``config_path`` in ``trial_dir`` (``resume``: continue from the dir's
+        last checkpoint, e.g. with a larger ``max_epochs``).
+
+        A run stopped by :class:`~kdzoo.engine.LossSuppressionHook` FAILS with an error that
+        starts with ``suppressed:`` and the user attribute ``suppressed`` (the hook's
+        ``suppression.json``); one ended by :class:`~kdzoo.engine.EarlyStopOnGoodEnoughHook`
+        gets the attribute ``early_stopped``.
+        """
+        log_path = osp.join(trial_dir, log_name)
         cmd = [self.python, self.train_script, config_path, '--work-dir', trial_dir]
+        if resume:
+            cmd.append('--resume')
+        status = {name: osp.join(trial_dir, f'{name}.json')
+                  for name in ('suppression', 'early_stop')}
+        for path in status.values():  # left by an earlier rung of this trial
+            if osp.isfile(path):
+                os.remove(path)
         env = {**os.environ, **self.env}
         start = time.time()
         with open(log_path, 'w') as log:
@@ -460,6 +496,11 @@ class TrialRunner:
         if not self.keep_checkpoints:
             for path in glob.glob(osp.join(trial_dir, '*.pth')):
                 os.remove(path)
+        suppressed = _read_json(status['suppression'])
+        if returncode != 0 and suppressed is not None:
+            return TrialResult(error=f'suppressed: {suppressed.get("reason")} (iteration '
+                               f'{suppressed.get("iter")}; log: {log_path})',
+                               attrs=dict(suppressed=suppressed))
         if returncode != 0:
             tail = _tail(log_path)
             lines = [line.strip() for line in tail.splitlines() if line.strip()]
@@ -467,7 +508,19 @@ class TrialRunner:
             cause = (errors or lines or ['no output'])[-1]
             return TrialResult(error=f'tools/train.py exited with {returncode}: {cause} (log: '
                                f'{log_path})\n{tail}')
-        return metric_from_scalars(read_scalars(trial_dir), self.metric)
+        result = metric_from_scalars(read_scalars(trial_dir), self.metric)
+        stopped = _read_json(status['early_stop'])
+        if stopped is not None:
+            result.attrs['early_stopped'] = stopped
+        return result
+
+
+def _read_json(path: str) -> Optional[dict]:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
 
 
 # --- the loop ---------------------------------------------------------------------------------

@@ -12,6 +12,9 @@ A searcher decides the study's objectives and builds its Optuna sampler; the sea
 ``nsga2``   UniADS: Optuna's NSGAIISampler on two objectives, the metric and the student's
             parameter count (minimised), with ``param_budget`` as a constraint.
 ==========  =============================================================================
+
+``successive_halving`` (UniADS' rung loop with loss suppression) is
+:class:`kdzoo.search.halving.SuccessiveHalvingSearcher`.
 """
 import os.path as osp
 from typing import Dict, List, Optional, Sequence

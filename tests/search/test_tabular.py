@@ -1,0 +1,190 @@
+"""The tabular search benchmark: table file, look-up objective, replay and its metrics
+(no training)."""
+import itertools
+import math
+
+import optuna
+import pytest
+
+from kdzoo.search import SearchSpace
+from kdzoo.search.tabular import (DEFAULT_TABLE, Table, TabularObjective, append_rows,
+                                  best_so_far, expected_random_hit, load_space, load_table,
+                                  quantile, read_table_file, regret_curve, replay, row_key,
+                                  summarize, trials_to_top, write_header)
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+SEARCHERS = ['random', 'grid', 'mcts', 'nsga2']
+
+
+def small_space():
+    # 'satt' does not take rank-2 inputs: 4 of the 24 combinations per tail are invalid
+    return SearchSpace.from_config(dict(terms=[dict(
+        student='s', teacher='t', input_rank=2,
+        transform_slots=[['no', 'tanh', 'satt']], distance=['kl', 'l2'],
+        weight=[1.0, 5.0], tau=[1.0, 4.0])]))
+
+
+def valid(space):
+    out = []
+    for path in itertools.product(*[range(len(d.labels)) for d in space.decisions]):
+        params = space.labels_of(path)
+        if space.check(params) is None:
+            out.append(params)
+    return out
+
+
+def small_rows(space):
+    """16 hand-made rows with distinct values 50, 51, ..., 65; the 'no/l2/5/4' one failed."""
+    rows = []
+    for i, params in enumerate(valid(space)):
+        row = {k: str(v) for k, v in params.items()}  # as read from a CSV: strings
+        row.update(metric=f'{50 + i:.4f}', train_s='1.0', final_loss='0.5', state='ok',
+                   error='')
+        if (params['kd0.transform0'], params['kd0.distance'], params['kd0.weight'],
+                params['kd0.tau']) == ('no', 'l2', 5.0, 4.0):
+            row.update(metric='nan', state='nan', error='non-finite training loss')
+        rows.append(row)
+    return rows
+
+
+@pytest.fixture()
+def small():
+    space = small_space()
+    return space, Table(space.names, small_rows(space))
+
+
+def test_small_space_and_table(small):
+    space, table = small
+    assert len(space) == 16 and len(table) == 16
+    assert table.missing(space) == []
+    assert table.best == 65.0 and table.worst == 50.0
+    # 15 ok rows: top 5 % = ceil(0.75) = the single best; top 20 % = the 3 best
+    assert table.top_threshold(0.05) == 65.0
+    assert table.top_threshold(0.2) == 63.0
+    assert table.in_top(65.0) and not table.in_top(64.0) and not table.in_top(math.nan)
+
+
+def test_file_round_trip_and_resume_keys(tmp_path, small):
+    space, table = small
+    path = str(tmp_path / 't.csv')
+    write_header(path, ['made by hand', 'teacher: x; y; test top-1 90.00'], space.names)
+    rows = small_rows(space)
+    append_rows(path, rows[:5], space.names)
+    append_rows(path, rows[5:], space.names)
+    header, raw = read_table_file(path)
+    assert header[0] == 'made by hand' and len(raw) == 16
+    loaded = load_table(path, space)
+    assert loaded.meta('teacher:') == 'x; y; test top-1 90.00'
+    for params in valid(space):
+        assert loaded.lookup(params)['metric'] == table.lookup(params)['metric'] or \
+            math.isnan(loaded.lookup(params)['metric'])
+    # keys do not depend on how a number is written
+    p = valid(space)[0]
+    assert row_key(p, space.names) == row_key({k: str(v) for k, v in p.items()}, space.names)
+    assert row_key({**p, 'kd0.weight': 1}, space.names) == row_key(p, space.names)
+    with pytest.raises(ValueError, match='parameter columns'):
+        load_table(path, SearchSpace.from_config(dict(terms=[dict(
+            student='s', teacher='t', distance=['kl', 'l2'])])))
+
+
+def test_objective_returns_the_table_value(small):
+    space, table = small
+    objective = TabularObjective(table, space, param_count=123)
+    for params in valid(space):
+        row = table.lookup(params)
+        result = objective.evaluate(0, params)
+        if row['state'] == 'ok':
+            assert result.error is None and result.value == row['metric']
+            assert result.attrs['param_count'] == 123
+        else:
+            assert result.value is None and result.error.startswith('nan')
+    missing = dict(valid(space)[0], **{'kd0.tau': 2.0})
+    assert 'not in the table' in objective.evaluate(0, missing).error
+    # as a plain Optuna objective: invalid chains pruned, failed rows FAIL
+    study = optuna.create_study(direction='maximize',
+                                sampler=optuna.samplers.BruteForceSampler(seed=0))
+    study.optimize(objective, n_trials=24)
+    states = [t.state for t in study.trials]
+    assert states.count(optuna.trial.TrialState.PRUNED) == 8
+    assert states.count(optuna.trial.TrialState.FAIL) == 1
+    assert study.best_value == 65.0
+
+
+def test_metrics_on_hand_made_values(small):
+    _, table = small
+    values = [55.0, math.nan, 60.0, 58.0, 65.0, 50.0]
+    assert best_so_far(table, values, 7)[:2] == [55.0, 55.0]
+    assert best_so_far(table, values, 7)[-1] == 65.0       # kept after the run ended
+    assert math.isnan(best_so_far(table, [math.nan], 2)[0])
+    assert regret_curve(table, values, 6) == [10.0, 10.0, 5.0, 5.0, 0.0, 0.0]
+    assert regret_curve(table, [math.nan, 52.0], 2) == [15.0, 13.0]  # best - worst first
+    assert trials_to_top(table, values) == 5
+    assert trials_to_top(table, values, n_trials=4) is None
+    assert trials_to_top(table, values, fraction=0.2) == 5
+    assert trials_to_top(table, [64.0, 63.0], fraction=0.2) == 1
+    assert quantile([1, 2, 3, 4], 0.5) == 2.5
+    assert quantile([1, 2, math.inf], 0.5) == 2 and quantile([1, math.inf, math.inf], 0.5) \
+        == math.inf
+    assert expected_random_hit(15, 1) == 8.0
+
+
+@pytest.mark.parametrize('searcher', SEARCHERS)
+def test_replay_each_searcher(small, searcher):
+    space, table = small
+    runs = [replay(table, space, searcher, seed, 15) for seed in range(3)]
+    for run in runs:
+        assert len(run.values) == 15            # 15 budget trials (pruned draws are free)
+        assert all(space.check(p) is None for p in run.params)
+        assert len({row_key(p, space.names) for p in run.params}) == 15   # no repeats
+        for p, v in zip(run.params, run.values):
+            row = table.lookup(p)
+            assert (math.isnan(v) and row['state'] != 'ok') or v == row['metric']
+    stats = summarize(table, runs, 15, checkpoints=(5, 10))
+    for curve in (regret_curve(table, r.values, 15) for r in runs):
+        assert all(r >= 0 for r in curve)
+        assert all(a >= b for a, b in zip(curve, curve[1:]))   # regret never grows
+    for hit, run in zip(stats['hits'], runs):
+        assert hit is None or 1 <= hit <= 15
+        assert (hit is None) == (65.0 not in run.values)
+    assert stats['reached'] == sum(h is not None for h in stats['hits'])
+    assert stats['median_regret@10'] >= 0 and len(stats['median_curve']) == 15
+    # replays are reproducible per seed
+    again = replay(table, space, searcher, 1, 15)
+    assert again.values == runs[1].values
+
+
+def test_mcts_replay_of_the_whole_small_space_finds_the_best(small):
+    space, table = small
+    run = replay(table, space, dict(type='mcts', exploration=0.5), 0, 30)
+    assert len(run.values) == 16 and 'were tried' in run.stop_reason
+    assert trials_to_top(table, run.values) is not None
+
+
+def test_shipped_table_covers_its_space():
+    space = load_space()
+    table = load_table(DEFAULT_TABLE, space)
+    assert table.names == space.names
+    assert table.missing(space) == []
+    assert len(table) == len(space) >= 150
+    assert table.meta('teacher:') and 'test top-1' in table.meta('teacher:')
+    s = table.summary()
+    assert s['states'].get('ok', 0) >= 0.9 * len(table)
+    assert 0 < table.worst <= table.top_threshold() <= table.best <= 100
+    # every searcher replays on the real table
+    for searcher in SEARCHERS:
+        run = replay(table, space, searcher, 0, 15)
+        assert len(run.values) == 15
+
+
+def test_random_reference_and_reorder(small):
+    from kdzoo.search.tabular import random_hit_median, reorder
+    assert random_hit_median(10, 10) == 1 and random_hit_median(2, 1) == 1
+    assert random_hit_median(4, 1) == 2                  # P(hit in 2) = 1/2
+    space, table = small
+    tau_first = reorder(space, ['kd0.tau'])
+    assert tau_first.names[0] == 'kd0.tau' and len(tau_first) == len(space) == 16
+    assert space.names[0] == 'kd0.transform0'            # the original is unchanged
+    run = replay(table, tau_first, 'mcts', 0, 16)
+    assert len(run.values) == 16 and trials_to_top(table, run.values) is not None
+    with pytest.raises(ValueError, match='before'):
+        reorder(space, ['kd0.distance', 'kd0.transform0'])

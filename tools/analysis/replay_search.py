@@ -1,0 +1,197 @@
+"""Replay kdzoo's searchers against the tabular benchmark (no training).
+
+    python tools/analysis/replay_search.py [--table kdzoo/search/benchmarks/fmnist_kd_table.csv]
+        [--space-config configs/search/tabular_fmnist_space.py]
+        [--searchers random grid mcts nsga2] [--seeds 25] [--n-trials 60]
+        [--out-dir work_dirs/search_benchmark] [--plot docs/search_benchmark.png]
+
+Each searcher runs ``--seeds`` times (seeds 0..S-1, or ``--seed-offset``) for ``--n-trials``
+budget trials through kdzoo's own search loop, with a table lookup as the objective. A
+searcher is a ``SEARCHERS`` name with optional arguments: ``mcts:exploration=0.2``,
+``nsga2:population_size=8``. Per searcher it reports the median (and inter-quartile range)
+of the trials needed to reach the table's top ``--fraction`` (5 %) and the median simple
+regret after 10 / 20 / 40 trials; it writes ``results.md``, ``results.json`` and a plot of
+the median regret against the trials.
+"""
+import argparse
+import json
+import math
+import os
+import os.path as osp
+import sys
+import time
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from kdzoo.search.tabular import (DEFAULT_TABLE, expected_random_hit, load_space,  # noqa: E402
+                                  load_table, random_hit_median, reorder, replay,
+                                  summarize)
+
+
+def parse_searcher(spec: str):
+    """``'mcts:exploration=0.2,reward=metric'`` -> (label, dict(type='mcts', ...))."""
+    name, _, args = spec.partition(':')
+    cfg = dict(type=name)
+    for item in filter(None, args.split(',')):
+        key, _, value = item.partition('=')
+        try:
+            cfg[key] = json.loads(value)
+        except json.JSONDecodeError:
+            cfg[key] = value
+    return spec, cfg
+
+
+def fmt_q(median, q25, q75, budget=None, digits=1):
+    def one(x):
+        if budget is not None and (math.isinf(x) or x > budget):
+            return f'>{budget}'
+        return f'{x:.{digits}f}'
+    return f'{one(median)} [{one(q25)}, {one(q75)}]'
+
+
+def markdown(table, results, args, seconds) -> str:
+    s = table.summary()
+    n_ok = len(table.ok_values)
+    k_top = sum(table.in_top(v, args.fraction) for v in table.ok_values)
+    lines = [
+        f'Table: {len(table)} distillers ({s["states"]}), metric {table.worst:.2f} .. '
+        f'{table.best:.2f}; top {args.fraction:.0%}: value >= {s["top5_threshold"]:.2f} '
+        f'({sum(table.in_top(v, args.fraction) for v in table.ok_values)} distillers).',
+        f'{args.seeds} seeds (seeds {args.seed_offset}..{args.seed_offset + args.seeds - 1}) '
+        f'x {args.n_trials} trials per searcher; replayed in {seconds:.0f} s.',
+        f'Uniform sampling without replacement (exact): mean (n+1)/(k+1) = '
+        f'{expected_random_hit(n_ok, k_top):.1f}, median {random_hit_median(n_ok, k_top)} '
+        f'trials to reach the top {args.fraction:.0%}.',
+        '',
+        f'| searcher | reached top {args.fraction:.0%} | trials to top {args.fraction:.0%}: '
+        'median [IQR] | regret @10 | regret @20 | regret @40 | pruned draws / run |',
+        '| --- | --- | --- | --- | --- | --- | --- |',
+    ]
+    for label, r in results.items():
+        row = [f'`{label}`', f'{r["reached"]}/{r["runs"]}',
+               fmt_q(r['median_to_top'], r['q25_to_top'], r['q75_to_top'], args.n_trials)]
+        for c in (10, 20, 40):
+            if f'median_regret@{c}' in r:
+                row.append(fmt_q(r[f'median_regret@{c}'], r[f'q25_regret@{c}'],
+                                 r[f'q75_regret@{c}'], digits=2))
+            else:
+                row.append('-')
+        row.append(f'{r["mean_pruned"]:.1f}')
+        lines.append('| ' + ' | '.join(row) + ' |')
+    lines.append('')
+    lines.append('Trials to the top: a run that did not reach it counts as more than the '
+                 'budget. Regret: table best minus best found, in accuracy points; '
+                 'median [25th, 75th percentile] over the seeds.')
+    return '\n'.join(lines) + '\n'
+
+
+def plot(results, path, n_trials, fraction, only=None):
+    """Left: median simple regret (band: IQR); right: share of the runs that reached the
+    top ``fraction`` within t trials."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    xs = list(range(1, n_trials + 1))
+    for label, r in results.items():
+        if only and label not in only:
+            continue
+        line, = ax.plot(xs, r['median_curve'], label=label, lw=1.8)
+        ax.fill_between(xs, r['q25_curve'], r['q75_curve'], color=line.get_color(),
+                        alpha=0.08, lw=0)
+        hits = r['hits']
+        ax2.plot(xs, [sum(h is not None and h <= t for h in hits) / len(hits) for t in xs],
+                 color=line.get_color(), label=label, lw=1.8)
+    ax.set_xlabel('trials (table look-ups)')
+    ax.set_ylabel('simple regret (top-1 points)')
+    ax.set_yscale('symlog', linthresh=0.5)
+    ax.set_title('median regret (band: IQR)')
+    ax2.set_xlabel('trials (table look-ups)')
+    ax2.set_ylabel(f'share of runs in the top {fraction:.0%}')
+    ax2.set_title(f'reached the top {fraction:.0%} within t trials')
+    for a in (ax, ax2):
+        a.grid(alpha=0.3)
+    ax2.legend(loc='lower right')
+    fig.tight_layout()
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--table', default=DEFAULT_TABLE)
+    parser.add_argument('--space-config', default=None,
+                        help='default: configs/search/tabular_fmnist_space.py')
+    parser.add_argument('--searchers', nargs='+', default=['random', 'grid', 'mcts', 'nsga2'])
+    parser.add_argument('--seeds', type=int, default=25)
+    parser.add_argument('--seed-offset', type=int, default=0)
+    parser.add_argument('--n-trials', type=int, default=60)
+    parser.add_argument('--fraction', type=float, default=0.05)
+    parser.add_argument('--order', nargs='+', default=None, metavar='DECISION',
+                        help='put these decisions first in the tree (e.g. kd0.tau); only MCTS '
+                        'depends on the order')
+    parser.add_argument('--out-dir', default='work_dirs/search_benchmark')
+    parser.add_argument('--plot', default=None, help='default: OUT_DIR/regret.png')
+    parser.add_argument('--plot-only', nargs='+', default=None, metavar='SEARCHER',
+                        help='searchers drawn in the plot (default: all)')
+    args = parser.parse_args(argv)
+
+    space = load_space(args.space_config)
+    table = load_table(args.table, space)
+    if args.order:
+        space = reorder(space, args.order)
+        print(f'[replay] decision order: {space.names}')
+    missing = table.missing(space)
+    if missing:
+        print(f'[replay] warning: {len(missing)} valid distillers have no row (they FAIL)')
+    student = table.meta('student:')  # NSGA-II's second objective: constant here
+    param_count = float(student.split()[0]) if student else 0.0
+    start = time.time()
+    results, raw = {}, {}
+    for spec in args.searchers:
+        label, cfg = parse_searcher(spec)
+        t0 = time.time()
+        runs = [replay(table, space, dict(cfg), seed, args.n_trials, name=label,
+                       param_count=param_count)
+                for seed in range(args.seed_offset, args.seed_offset + args.seeds)]
+        results[label] = summarize(table, runs, args.n_trials, args.fraction)
+        raw[label] = [dict(seed=r.seed, values=r.values, pruned=r.pruned,
+                           stop=r.stop_reason) for r in runs]
+        r = results[label]
+        short = [len(run.values) for run in runs if len(run.values) < args.n_trials]
+        print(f'[replay] {label:<24} top-{args.fraction:.0%} in '
+              f'{fmt_q(r["median_to_top"], r["q25_to_top"], r["q75_to_top"], args.n_trials)}'
+              f' trials ({r["reached"]}/{r["runs"]} reached); regret@10/20/40 '
+              f'{r.get("median_regret@10", math.nan):.2f}/'
+              f'{r.get("median_regret@20", math.nan):.2f}/'
+              f'{r.get("median_regret@40", math.nan):.2f}; {time.time() - t0:.1f} s'
+              + (f'; {len(short)} runs stopped early' if short else ''), flush=True)
+    seconds = time.time() - start
+    text = markdown(table, results, args, seconds)
+    os.makedirs(args.out_dir, exist_ok=True)
+    with open(osp.join(args.out_dir, 'results.md'), 'w') as f:
+        f.write(text)
+    with open(osp.join(args.out_dir, 'results.json'), 'w') as f:
+        json.dump(dict(summary={k: {kk: vv for kk, vv in v.items()}
+                                for k, v in results.items()},
+                       runs=raw, args=vars(args)), f, indent=1, default=str)
+    plot_path = args.plot or osp.join(args.out_dir, 'regret.png')
+    plot(results, plot_path, args.n_trials, args.fraction, args.plot_only)
+    print(text)
+    random_med = results.get('random', {}).get('median_to_top')
+    if random_med is not None:
+        for label, r in results.items():
+            if label != 'random':
+                verdict = 'fewer' if r['median_to_top'] < random_med else 'NOT fewer'
+                print(f'[replay] {label}: {verdict} trials than random to the top '
+                      f'{args.fraction:.0%} (median {r["median_to_top"]} vs {random_med})')
+    print(f'[replay] wrote {args.out_dir}/results.md, results.json and {plot_path}')
+    return results
+
+
+if __name__ == '__main__':
+    main()
