@@ -42,7 +42,7 @@ class ArrayImageDataset(BaseDataset):
         super().__init__(**kwargs)
 
     def load_arrays(self) -> Tuple[np.ndarray, np.ndarray]:
-        raise NotImplementedError
+        raise NotImplementedError  # abstract
 
     def load_data_list(self) -> List[dict]:
         images, labels = self.load_arrays()
