@@ -42,10 +42,19 @@ if [[ ! -f "$FMNIST_DIR/train-images-idx3-ubyte.gz" ]] && command -v apt-get >/d
   fi
 fi
 
+# A PostgreSQL server for the tests of the search's database storage (clusters use one).
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
+    && [[ "$(id -u)" == 0 ]]; then
+  log "installing Debian's postgresql (tests of the search storage)"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) \
+    || log "could not install postgresql; its storage test will be skipped"
+fi
+
 stack_ok() {
   "$PY" - "$TORCH_VERSION" "$MMCV_VERSION" <<'PY' >/dev/null 2>&1
 import sys
 import torch, torchvision, mmengine, mmcv, mmdet, mmseg, timm, optuna, kdzoo, pytest  # noqa
+import psycopg2  # noqa: PostgreSQL storage of searches
 from mmcv.ops import nms  # noqa: compiled ops present
 assert torch.__version__.split('+')[0] == sys.argv[1], torch.__version__
 assert mmcv.__version__ == sys.argv[2], mmcv.__version__

@@ -1,13 +1,16 @@
 """tools/search.py end to end on tiny data: trial configs, results, re-running the best
-config, failed trials, resume after SIGKILL, two workers on one SQLite storage."""
+config, failed trials, resume after SIGKILL, two workers on one SQLite or PostgreSQL storage."""
 import csv
 import glob
 import json
 import os
 import os.path as osp
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import optuna
@@ -197,10 +200,50 @@ def test_resume_after_sigkill_keeps_completed_trials_and_retries_the_killed_one(
     assert len(trials) == 4
 
 
-def test_two_workers_share_one_sqlite_storage(tmp_path, teacher_ckpt, fmnist_root):
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope='module')
+def postgres_url():
+    """A throw-away PostgreSQL server on 127.0.0.1 (Debian's postgresql package, which
+    tools/install.sh installs), with a database for the study."""
+    initdb = sorted(glob.glob('/usr/lib/postgresql/*/bin/initdb'))
+    if not initdb:
+        pytest.skip('PostgreSQL server binaries are not installed (Debian: postgresql)')
+    pytest.importorskip('psycopg2')
+    bindir = osp.dirname(initdb[-1])
+    root = tempfile.mkdtemp(prefix='kdzoo-pg-')
+    as_user = []
+    if os.geteuid() == 0:  # the server refuses to run as root
+        as_user = ['runuser', '-u', 'postgres', '--']
+        shutil.chown(root, 'postgres', 'postgres')
+    data, port = osp.join(root, 'data'), _free_port()
+
+    def pg(*cmd):
+        subprocess.run(as_user + list(cmd), check=True, capture_output=True, timeout=120)
+
+    pg(f'{bindir}/initdb', '-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync')
+    pg(f'{bindir}/pg_ctl', '-D', data, '-l', osp.join(root, 'server.log'), '-w', '-o',
+       f'-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off', 'start')
+    try:
+        pg(f'{bindir}/createdb', '-h', '127.0.0.1', '-p', str(port), '-U', 'postgres',
+           'kdzoo')
+        yield f'postgresql+psycopg2://postgres@127.0.0.1:{port}/kdzoo'
+    finally:
+        pg(f'{bindir}/pg_ctl', '-D', data, '-m', 'immediate', 'stop')
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.parametrize('backend', ['sqlite', 'postgresql'])
+def test_two_workers_share_one_database_storage(backend, tmp_path, teacher_ckpt, fmnist_root,
+                                                request):
     config = write_search_config(tmp_path / 'two.py', 'random', 4, [LOGIT_TERM])
     work = tmp_path / 'out'
-    url = f'sqlite:///{tmp_path}/search.db'
+    url = (f'sqlite:///{tmp_path}/search.db' if backend == 'sqlite' else
+           request.getfixturevalue('postgres_url'))
     cmd = search_cmd(config, work, teacher_ckpt, fmnist_root, '--storage', url)
     proc = run(['bash', 'tools/dist_search.sh', config, '2'] + cmd[3:],
                env=dict(ENV, PYTHON=sys.executable))
