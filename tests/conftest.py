@@ -1,6 +1,5 @@
 """Shared fixtures: small data sets written in their real on-disk formats."""
 import gzip
-import os
 import os.path as osp
 import struct
 import sys

@@ -1,8 +1,5 @@
 """Training hooks of kdzoo."""
 import os.path as osp
-from typing import Optional
-
-import torch
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.runner.checkpoint import get_state_dict, save_checkpoint, weights_to_cpu

@@ -7,7 +7,7 @@ have learnable parameters) so searchers can generate a search space from the reg
 reject an invalid chain before training starts.
 """
 import difflib
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Sequence, Tuple, Union
 
 import torch
 from mmengine.registry import DefaultScope

@@ -1,5 +1,5 @@
 """One distill term: ``tau^2 * weight * D(T(A_s / tau), T(A_t / tau))``."""
-from typing import List, Optional, Sequence, Union
+from typing import Optional, Sequence
 
 import torch
 from torch import nn

@@ -1,5 +1,5 @@
 """Image classifier: an MMEngine model around any architecture of ``STUDENTS``."""
-from typing import List, Optional, Union
+from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F

@@ -1,5 +1,5 @@
 """The Distiller: a student, a frozen teacher and a list of distill terms."""
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, Optional, Sequence, Union
 
 import torch
 from mmengine.logging import MessageHub

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdzoo.models import Distiller, ImageClassifier
+from kdzoo.models import Distiller, FeatureRecorder
 from kdzoo.registry import MODELS
 from kdzoo.utils import register_all_modules
 
@@ -149,12 +149,31 @@ def test_connector_aligns_shapes(teacher_ckpt):
     assert any(k.startswith('terms.0.connector') for k in model.state_dict())
 
 
-def test_tuple_output_needs_an_index(teacher_ckpt):
-    # ``[i]`` picks one item of a tuple output; here via a module returning a tuple.
-    model = kd_distiller(teacher_ckpt, [dict(student='backbone.fc', teacher='backbone.fc',
-                                             distance='l2', transforms=['softmax_C'])])
-    data = model.data_preprocessor(batch(), True)
-    assert torch.isfinite(model(**data, mode='loss')['loss_kd0'])
+def test_tuple_output_needs_an_index():
+    class TwoOutputs(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.branch = torch.nn.Linear(3, 3)
+
+        def forward(self, x):
+            return self.branch(x), 2 * x
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pair = TwoOutputs()
+
+        def forward(self, x):
+            first, second = self.pair(x)
+            return first + second
+
+    net, x = Net(), torch.randn(2, 3)
+    with FeatureRecorder(net, ['pair[1]']) as recorder:
+        net(x)
+    torch.testing.assert_close(recorder.get('pair[1]'), 2 * x)
+    with pytest.raises(TypeError, match=r'pick one with pair\[i\]'):
+        with FeatureRecorder(net, ['pair']):
+            net(x)
 
 
 def test_predict_uses_the_student(teacher_ckpt):

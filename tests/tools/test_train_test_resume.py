@@ -1,7 +1,6 @@
 """End to end through the tools: train, student-only checkpoint, test, resume."""
 import glob
 import json
-import os
 import os.path as osp
 import signal
 import subprocess

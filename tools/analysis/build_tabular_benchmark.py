@@ -228,7 +228,7 @@ def main(argv=None):
                                            metric)
         print(f'[table] teacher {ckpt}: {metric} {teacher_acc:.2f} on the whole test set '
               f'(trained in {t_train_s:.0f} s)', flush=True)
-        trained = (f'given by --teacher-checkpoint' if args.teacher_checkpoint else
+        trained = ('given by --teacher-checkpoint' if args.teacher_checkpoint else
                    f'trained here, {args.teacher_epochs} epoch(s) on '
                    f'{args.teacher_train_indices or "all 60k"} training images in '
                    f'{t_train_s:.0f} s')
