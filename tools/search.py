@@ -128,7 +128,7 @@ def main(argv=None):
         signal.signal(signal.SIGTERM, _raise_exit)
         loop = SearchLoop(study, space, searcher, runner, settings['n_trials'],
                           metric=settings['metric'], max_rejects=settings['max_rejects'],
-                          on_trial_end=report,
+                          on_trial_end=report, stale_after=settings['stale_after'],
                           log=lambda msg: print(msg, flush=True))
         searcher.search(loop)
         running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))

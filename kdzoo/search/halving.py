@@ -29,13 +29,14 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from mmengine.config import Config
 from optuna.distributions import BaseDistribution
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from kdzoo.registry import SEARCHERS
 from .runner import (HEARTBEAT_KEY, WORKER_KEY, TrialResult, add_custom_hook, apply_proxy,
-                     interrupt_trial, is_orphan, worker_alive)
+                     interrupt_trial, is_orphan, lost_trial_message, recover_orphans)
 from .samplers import counts_as_visit, trial_params, trial_rng
 from .searchers import BaseSearcher
 from .space import Decision, SearchSpace
@@ -131,8 +132,10 @@ def prior_weights(space: SearchSpace,
 
 
 def role_of(trial: FrozenTrial) -> Optional[Dict[str, int]]:
+    """The rung role of a trial (``None`` until all of it is stored: another worker may be
+    writing it one attribute at a time)."""
     attrs = trial.user_attrs
-    if 'sh_rung' not in attrs:
+    if any(k not in attrs for k in ROLE_KEYS):
         return None
     return {k: int(attrs[k]) for k in ROLE_KEYS}
 
@@ -334,6 +337,8 @@ class SuccessiveHalvingSearcher(BaseSearcher):
         refill: replace rung-0 candidates that were suppressed or failed by new samples
             (drawn with the lowered probabilities), up to ``max_refills`` per bracket
             (default ``n_candidates``).
+        poll_interval: seconds a worker waits before it looks again when the next rung
+            needs results that other workers are still training.
     """
 
     def __init__(self, n_candidates: Optional[int] = None, eta: float = 2,
@@ -342,7 +347,7 @@ class SuccessiveHalvingSearcher(BaseSearcher):
                  probabilities: Optional[Dict[str, Any]] = None,
                  demote: Sequence[str] = ('transform', 'distance', 'weight', 'tau'),
                  refill: bool = False, max_refills: Optional[int] = None,
-                 seed: Optional[int] = 0):
+                 poll_interval: float = 10.0, seed: Optional[int] = 0):
         super().__init__(seed)
         for name, value in (('suppression_factor', suppression_factor),
                             ('poor_factor', poor_factor)):
@@ -367,6 +372,7 @@ class SuccessiveHalvingSearcher(BaseSearcher):
         self.demote = tuple(demote)
         self.refill = bool(refill)
         self.max_refills = max_refills
+        self.poll_interval = float(poll_interval)
         self._space: Optional[SearchSpace] = None
         self._priors: Optional[Dict[str, List[float]]] = None
         self._runner = None
@@ -433,6 +439,7 @@ class SuccessiveHalvingSearcher(BaseSearcher):
                  f'(eta {self.eta:g})')
         self._drop = drop_checkpoints
         self._runner = evaluate
+        waiting_for = None
         try:
             self._drain(loop)
             rejects = 0
@@ -443,11 +450,29 @@ class SuccessiveHalvingSearcher(BaseSearcher):
                 if plan['kind'] == 'stop':
                     loop.stop_reason = plan['reason']
                     break
+                if plan['kind'] == 'wait':
+                    if self._queued(study):  # e.g. a retry that another worker enqueued
+                        self._run(loop, study.ask(space.distributions()))
+                        continue
+                    recovered = recover_orphans(study, getattr(loop, 'stale_after', 600.0))
+                    if recovered:
+                        loop.log(f'[search] trials {recovered} had no live worker; marked '
+                                 f'FAILED and re-enqueued')
+                    elif plan['reason'] != waiting_for:
+                        loop.log(f'[search] waiting: {plan["reason"]}')
+                    waiting_for = plan['reason']
+                    time.sleep(self.poll_interval)
+                    continue
+                waiting_for = None
                 if plan['kind'] == 'promote':
                     role = {k: plan[k] for k in ROLE_KEYS}
                     study.enqueue_trial(dict(plan['params']), user_attrs=role)
                 trial = study.ask(space.distributions())
-                outcome = self._run(loop, trial)
+                try:
+                    outcome = self._run(loop, trial)
+                except UpdateFinishedTrialError:
+                    loop.log(lost_trial_message(trial.number))
+                    outcome = 'rejected'
                 rejects = rejects + 1 if outcome == 'rejected' else 0
                 if rejects >= loop.max_rejects:
                     loop.stop_reason = (f'{rejects} proposals in a row were invalid or '
@@ -471,19 +496,21 @@ class SuccessiveHalvingSearcher(BaseSearcher):
             if is_orphan(t, stale_after=600.0):
                 raise RuntimeError(f'trial {t.number} was left RUNNING by a stopped worker; '
                                    f'run the search again with --resume to retry it')
-            worker = t.system_attrs.get(WORKER_KEY) or {}
-            if worker_alive(worker) is not False:
-                raise RuntimeError(f'trial {t.number} is RUNNING in another worker '
-                                   f'({worker}); successive halving runs in one worker')
+
+    @staticmethod
+    def _queued(study: Study) -> bool:
+        return any(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False))
 
     def _drain(self, loop) -> None:
         """Run the trials that wait in the queue first: retries of interrupted rungs
         (``--resume``) and the warm-start points of ``search.enqueue``."""
         study = loop.study
-        while any(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False)):
+        while self._queued(study):
             self._run(loop, study.ask(loop.space.distributions()))
 
     def _groups(self, study: Study):
+        """All trials, and the trials of each ``(bracket, rung)`` that count (trained,
+        training or failed; not pruned, queued or interrupted)."""
         trials = study.get_trials(deepcopy=False)
         groups = defaultdict(list)
         for t in trials:
@@ -494,8 +521,12 @@ class SuccessiveHalvingSearcher(BaseSearcher):
 
     def _plan(self, study: Study) -> Optional[dict]:
         """The next evaluation, from the stored trials: ``sample`` a rung-0 candidate,
-        ``promote`` a survivor to the next rung, ``stop``, or ``None`` when done."""
+        ``promote`` a survivor to the next rung, ``wait`` for the rung that other workers
+        are still training, ``stop``, or ``None`` when done."""
         trials, groups = self._groups(study)
+        queued = {(r['sh_bracket'], r['sh_rung'], r['sh_candidate'])
+                  for r in map(role_of, (t for t in trials if t.state == TrialState.WAITING))
+                  if r is not None}
         eliminated = set(study.user_attrs.get(ELIMINATED_ATTR, []))
         sign = 1 if study.directions[0] == StudyDirection.MAXIMIZE else -1
         max_refills = self.n0_ if self.max_refills is None else int(self.max_refills)
@@ -504,20 +535,25 @@ class SuccessiveHalvingSearcher(BaseSearcher):
                 done = groups[(bracket, rung)]
                 if rung == 0:
                     complete = [t for t in done if t.state == TrialState.COMPLETE]
+                    running = [t for t in done if t.state == TrialState.RUNNING]
                     more = len(done) < self.n0_ or (
-                        self.refill and len(complete) < self.n0_
+                        self.refill and len(complete) + len(running) < self.n0_
                         and len(done) < self.n0_ + max_refills)
                     if more:
                         if self._exhausted(trials):
-                            if not complete:
+                            if not complete and not running:
                                 return dict(kind='stop', reason=f'all {len(self._space)} '
                                             f'valid distillers of the space were tried')
                         else:
                             return dict(kind='sample', sh_bracket=bracket, sh_rung=0,
                                         sh_budget=budget)
                     continue
-                previous = [t for t in groups[(bracket, rung - 1)]
-                            if t.state == TrialState.COMPLETE]
+                before = groups[(bracket, rung - 1)]
+                pending = [t.number for t in before if t.state == TrialState.RUNNING]
+                if pending:  # the ranking needs them: other workers train them
+                    return dict(kind='wait', reason=f'bracket {bracket} rung {rung - 1} '
+                                f'trials {pending} are still training')
+                previous = [t for t in before if t.state == TrialState.COMPLETE]
                 if len(previous) <= 1:
                     break  # one candidate (or none) left: this bracket is done
                 ranked = sorted(previous, key=lambda t: (-sign * t.values[0], t.number))
@@ -529,9 +565,10 @@ class SuccessiveHalvingSearcher(BaseSearcher):
                         self._drop_checkpoints(study, candidates=drop)
                 evaluated = {t.user_attrs['sh_candidate'] for t in done}
                 for t in ranked[:n_keep]:
-                    if t.user_attrs['sh_candidate'] not in evaluated:
+                    candidate = t.user_attrs['sh_candidate']
+                    if candidate not in evaluated and (bracket, rung, candidate) not in queued:
                         return dict(kind='promote', sh_bracket=bracket, sh_rung=rung,
-                                    sh_budget=budget, sh_candidate=t.user_attrs['sh_candidate'],
+                                    sh_budget=budget, sh_candidate=candidate,
                                     params=dict(t.params))
         return None
 
@@ -555,6 +592,27 @@ class SuccessiveHalvingSearcher(BaseSearcher):
         return dict(sh_bracket=bracket, sh_rung=0, sh_budget=self.schedule_[0][1],
                     sh_candidate=trial.number), False
 
+    def _claimed_by_another(self, study: Study, trial, role: Dict[str, int],
+                            resume: bool) -> Optional[str]:
+        """Why this trial repeats what a concurrent worker took first (the lower trial
+        number wins), or ``None``: a promotion of the same candidate to the same rung, or a
+        rung-0 sample beyond the rung's candidates."""
+        earlier = [t for t in study.get_trials(deepcopy=False)
+                   if t.number < trial.number and counts_as_visit(t)
+                   and t.state != TrialState.WAITING and role_of(t) is not None]
+        same_rung = [t for t in earlier if role_of(t)['sh_bracket'] == role['sh_bracket']
+                     and role_of(t)['sh_rung'] == role['sh_rung']]
+        if role['sh_rung'] > 0:
+            taken = [t.number for t in same_rung
+                     if role_of(t)['sh_candidate'] == role['sh_candidate']]
+            return f'promotion already taken by trial {taken[0]}' if taken else None
+        if resume or 'retry_of' in trial.user_attrs:
+            return None
+        live = [t for t in same_rung if t.state in (TrialState.COMPLETE, TrialState.RUNNING)]
+        if len(same_rung) >= self.n0_ and not (self.refill and len(live) < self.n0_):
+            return f'rung 0 of bracket {role["sh_bracket"]} already has its candidates'
+        return None
+
     def _run(self, loop, trial) -> str:
         """Evaluate one rung trial; returns ``'complete'``, ``'failed'``, ``'suppressed'``
         or ``'rejected'``."""
@@ -565,7 +623,7 @@ class SuccessiveHalvingSearcher(BaseSearcher):
         study._storage.set_trial_system_attr(trial._trial_id, WORKER_KEY, loop.worker)
         params = dict(trial.params)
         candidate, rung = role['sh_candidate'], role['sh_rung']
-        reason = space.check(params)
+        reason = space.check(params) or self._claimed_by_another(study, trial, role, resume)
         if reason is None and rung == 0 and not resume:
             path = space.path_of(params)
             others = [t.number for t in study.get_trials(deepcopy=False)

@@ -276,6 +276,12 @@ def interrupt_trial(study: Study, trial_id: int, number: int, params: dict,
     return True
 
 
+def lost_trial_message(number: int) -> str:
+    return (f'[search] trial {number} was finished by another worker; its result here is '
+            f'dropped (two workers took one queued trial: SQLite has no row locks, use the '
+            f'journal file or PostgreSQL for several workers)')
+
+
 def recover_orphans(study: Study, stale_after: float = 600.0) -> List[int]:
     """FAIL the RUNNING trials left by dead workers and enqueue their retries."""
     recovered = []
@@ -545,12 +551,14 @@ class SearchLoop:
         max_rejects: stop after this many proposals in a row were invalid or duplicates.
         on_trial_end: called with the study after each trial (e.g. to refresh the report).
         log: where progress lines go (``print`` by default; ``None`` silences them).
+        stale_after: seconds without a heartbeat after which a RUNNING trial of another
+            host's worker counts as orphaned (searchers that wait on other workers use it).
     """
 
     def __init__(self, study: Study, space: SearchSpace, searcher, evaluate: Callable,
                  n_trials: int, metric: str = 'accuracy/top1', max_rejects: int = 200,
                  on_trial_end: Optional[Callable[[Study], None]] = None,
-                 log: Optional[Callable[[str], None]] = print):
+                 log: Optional[Callable[[str], None]] = print, stale_after: float = 600.0):
         self.study = study
         self.space = space
         self.searcher = searcher
@@ -561,6 +569,7 @@ class SearchLoop:
         self.on_trial_end = on_trial_end
         self.log = log or (lambda msg: None)
         self.worker = worker_identity()
+        self.stale_after = float(stale_after)
         self.allow_duplicates = bool(getattr(searcher, 'allow_duplicates', False))
         self.stop_reason = ''
 
@@ -626,7 +635,10 @@ class SearchLoop:
                 self._prune(trial, reason)
                 continue
             rejects = 0
-            self._run_trial(trial, params, position=len(earlier) + 1)
+            try:
+                self._run_trial(trial, params, position=len(earlier) + 1)
+            except UpdateFinishedTrialError:
+                self.log(lost_trial_message(trial.number))
             if self.on_trial_end is not None:
                 self.on_trial_end(study)
         self.log(f'[search] stopped: {self.stop_reason}; {self._best_text()}')

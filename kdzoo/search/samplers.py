@@ -272,20 +272,60 @@ class SeededRandomSampler(RandomSampler):
         super().before_trial(study, trial)
 
 
-class SeededNSGAIISampler(NSGAIISampler):
-    """Optuna's NSGAIISampler with per-trial seeding (see :class:`SeededRandomSampler`)."""
+def stratified_point(space: SearchSpace, seed: Optional[int], index: int) -> Dict[str, Any]:
+    """Point ``index`` of a stratified (Latin-hypercube-like) design over ``space``.
 
-    def __init__(self, *, seed: Optional[int] = None, **kwargs):
+    Each decision runs through its labels in blocks: every block of ``k`` consecutive points
+    holds each of the decision's ``k`` labels exactly once, in a per-block random order
+    (seeded by the search seed, the decision and the block). The decisions are shuffled
+    independently, so the first points cover every choice of every decision as evenly as
+    possible instead of leaving it to chance; the design depends only on (seed, index), so
+    workers and resumed searches agree on it.
+    """
+    point = {}
+    for d in space.decisions:
+        k = len(d.labels)
+        block, offset = divmod(index, k)
+        order = list(range(k))
+        random.Random(f'kdzoo-design-{seed}-{d.name}-{block}').shuffle(order)
+        point[d.name] = d.labels[order[offset]]
+    return point
+
+
+class SeededNSGAIISampler(NSGAIISampler):
+    """Optuna's NSGAIISampler with per-trial seeding (see :class:`SeededRandomSampler`) and
+    an optional stratified first generation.
+
+    Args:
+        space: with it, the first generation (Optuna draws it uniformly at random) follows
+            :func:`stratified_point` of the trial number instead: a space-filling initial
+            population, the usual start of a GA on a small budget.
+        seed: the search seed.
+        **kwargs: :class:`optuna.samplers.NSGAIISampler`'s arguments.
+    """
+
+    def __init__(self, *, seed: Optional[int] = None, space: Optional[SearchSpace] = None,
+                 **kwargs):
         super().__init__(seed=seed, **kwargs)
         self._seed = seed
+        self._space = space
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         _reseed(self, self._seed, trial.number)
         super().before_trial(study, trial)
 
+    def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        if (self._space is not None and param_name in self._space.names
+                and self.get_trial_generation(study, trial) == 0):
+            label = stratified_point(self._space, self._seed, trial.number)[param_name]
+            if label in param_distribution.choices:
+                return label
+        return super().sample_independent(study, trial, param_name, param_distribution)
+
 
 __all__ = [
     'MCTSSampler', 'SeededRandomSampler', 'SeededNSGAIISampler', 'Node',
     'build_tree', 'select_path', 'ucb_score', 'normalised_rewards', 'trial_params',
-    'counts_as_visit', 'trial_rng', 'INTERRUPTED_KEY'
+    'counts_as_visit', 'trial_rng', 'stratified_point', 'INTERRUPTED_KEY'
 ]

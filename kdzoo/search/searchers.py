@@ -129,6 +129,10 @@ class MCTSSearcher(BaseSearcher):
         plot_mcts_visits(space, root, osp.join(work_dir, 'mcts_visits.png'))
 
 
+#: First generations of ``nsga2``.
+INITIAL_POPULATIONS = ('stratified', 'random')
+
+
 @SEARCHERS.register_module(name='nsga2')
 class NSGA2Searcher(BaseSearcher):
     """UniADS: NSGA-II on (metric, student parameter count) with a parameter budget.
@@ -138,14 +142,22 @@ class NSGA2Searcher(BaseSearcher):
         param_budget: the constraint ``param_count <= param_budget`` (``None``: none).
         mutation_prob, crossover_prob, swapping_prob: NSGA-II's operators (Optuna's
             defaults when ``None`` / unset).
+        initial_population: ``'stratified'`` (default): the first generation covers every
+            choice of every decision evenly (:func:`~kdzoo.search.samplers.stratified_point`);
+            ``'random'``: Optuna's uniform draws.
     """
 
     extra_objectives = ('param_count',)
 
     def __init__(self, population_size: int = 16, param_budget: Optional[float] = None,
                  mutation_prob: Optional[float] = None, crossover_prob: float = 0.9,
-                 swapping_prob: float = 0.5, seed: Optional[int] = 0):
+                 swapping_prob: float = 0.5, initial_population: str = 'stratified',
+                 seed: Optional[int] = 0):
         super().__init__(seed)
+        if initial_population not in INITIAL_POPULATIONS:
+            raise ValueError(f'nsga2 initial_population={initial_population!r}; valid: '
+                             f'{INITIAL_POPULATIONS}')
+        self.initial_population = initial_population
         self.population_size = population_size
         self.param_budget = param_budget
         self.operators = dict(mutation_prob=mutation_prob, crossover_prob=crossover_prob,
@@ -166,8 +178,9 @@ class NSGA2Searcher(BaseSearcher):
         return self.param_budget is None or self.violation(trial.user_attrs) <= 0
 
     def sampler(self, space: SearchSpace) -> BaseSampler:
+        design = space if self.initial_population == 'stratified' else None
         return SeededNSGAIISampler(population_size=self.population_size, seed=self.seed,
-                                   **self.operators)
+                                   space=design, **self.operators)
 
     def plots(self, study: Study, space: SearchSpace, work_dir: str, metric: str) -> None:
         from .report import plot_pareto

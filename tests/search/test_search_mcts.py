@@ -245,3 +245,50 @@ def test_nsga2_tells_accuracy_and_size_with_the_budget_as_a_constraint():
     feasible = [t for t in complete if t.user_attrs['param_count'] <= 50]
     assert best.user_attrs['param_count'] <= 50
     assert best.values[0] == max(t.values[0] for t in feasible)
+
+
+def test_stratified_design_covers_every_choice_per_block():
+    from kdzoo.search.samplers import stratified_point
+    space = SearchSpace.from_config(dict(terms=[dict(
+        student='s', teacher='t', transform_slots=[['no', 'tanh', 'bn', 'softmax_C']],
+        distance=['kl', 'l2', 'cosine'], weight=[1.0, 5.0], tau=[1.0, 4.0])]))
+    points = [stratified_point(space, 7, i) for i in range(12)]
+    for d in space.decisions:
+        k = len(d.labels)
+        for start in range(0, 12 - k + 1, k):     # each block holds every label once
+            block = [p[d.name] for p in points[start:start + k]]
+            assert sorted(map(str, block)) == sorted(map(str, d.labels))
+    assert points == [stratified_point(space, 7, i) for i in range(12)]   # (seed, index)
+    assert points != [stratified_point(space, 8, i) for i in range(12)]
+
+
+def test_nsga2_first_generation_is_stratified_then_evolves():
+    space = SearchSpace.from_config(dict(terms=[dict(
+        student='s', teacher='t', distance=['kl', 'l2', 'cosine', 'pearson'],
+        weight=[1.0, 2.0, 5.0, 10.0], tau=[1.0, 4.0])]))
+    from kdzoo.search.samplers import SeededNSGAIISampler, stratified_point
+    key = SeededNSGAIISampler._get_generation_key()
+    for init in ('stratified', 'random'):
+        searcher = build_searcher(dict(type='nsga2', population_size=8,
+                                       initial_population=init), seed=3)
+        study = optuna.create_study(directions=searcher.directions('maximize'),
+                                    sampler=searcher.sampler(space))
+
+        def evaluate(number, params, heartbeat):
+            return TrialResult(value=params['kd0.weight'] + (params['kd0.tau'] == 1.0),
+                               attrs=dict(param_count=1))
+
+        SearchLoop(study, space, searcher, evaluate, 16, log=None).run()
+        first = sorted((t for t in study.trials
+                        if t.system_attrs.get(key) == 0),
+                       key=lambda t: t.number)
+        assert len([t for t in first if t.state == TrialState.COMPLETE]) == 8
+        if init == 'stratified':
+            for t in first:
+                assert t.params == stratified_point(space, 3, t.number)
+            assert sorted(t.params['kd0.distance'] for t in first[:4]) == \
+                ['cosine', 'kl', 'l2', 'pearson']
+        later = [t for t in study.trials if t.system_attrs.get(key, 0) > 0]
+        assert later, 'no trial of a later generation'
+    with pytest.raises(ValueError, match='initial_population'):
+        build_searcher(dict(type='nsga2', initial_population='lhs'))

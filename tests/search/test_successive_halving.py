@@ -297,6 +297,81 @@ def test_rung_loop_resumes_after_an_interruption(tmp_path):
                                   if t.state == TrialState.COMPLETE)
 
 
+WORKER = """
+import json, os, sys, time
+import optuna
+from kdzoo.search import SearchLoop, SearchSpace, TrialResult, build_searcher
+from kdzoo.search.runner import open_storage
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+storage, log = open_storage(sys.argv[1], '.'), sys.argv[2]
+space = SearchSpace.from_config(dict(terms=[dict(
+    student='s', teacher='t', transform_slots=[['no', 'tanh', 'norm_C']],
+    distance=['kl', 'l2', 'cosine'], weight=[1.0, 5.0], tau=[1.0, 4.0])]))
+searcher = build_searcher(dict(type='successive_halving', n_candidates=8, eta=2,
+                               min_budget=1, max_budget=4, brackets=2, poll_interval=0.05),
+                          seed=0)
+study = optuna.create_study(direction='maximize', sampler=searcher.sampler(space),
+                            storage=storage, study_name='sh2', load_if_exists=True)
+
+def train(candidate, params, heartbeat, budget, resume):
+    time.sleep(0.15)
+    with open(log, 'a') as f:
+        f.write(json.dumps([os.getpid(), candidate, budget, resume]) + '\\n')
+    score = {'kl': 3, 'l2': 1, 'cosine': 2}[params['kd0.distance']] \\
+        + {'no': 0.0, 'tanh': 0.5, 'norm_C': 0.25}[params['kd0.transform0']] \\
+        + params['kd0.weight'] / 10 + params['kd0.tau'] / 100
+    return TrialResult(value=score + budget)
+
+searcher.search(SearchLoop(study, space, searcher, train, n_trials=8, log=None))
+"""
+
+
+@pytest.mark.parametrize('backend', ['journal', 'postgresql'])
+def test_successive_halving_with_two_workers_on_one_storage(backend, tmp_path, request):
+    """Two workers share the rungs: each promotion runs once, in either worker, resuming
+    the candidate; a worker waits while the rung it needs is trained by the other."""
+    from kdzoo.search.runner import open_storage
+    script = tmp_path / 'worker.py'
+    script.write_text(WORKER)
+    url = (str(tmp_path / 'search.journal') if backend == 'journal' else
+           request.getfixturevalue('postgres_url'))
+    log = str(tmp_path / 'calls.jsonl')
+    env = dict(ENV, PYTHONPATH=ROOT)
+    storage = open_storage(url, str(tmp_path))
+    optuna.create_study(direction='maximize', storage=storage, study_name='sh2')
+    workers = [subprocess.Popen([sys.executable, str(script), url, log], cwd=ROOT,
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True) for _ in range(2)]
+    for w in workers:
+        out, _ = w.communicate(timeout=300)
+        assert w.returncode == 0, out[-3000:]
+    study = optuna.load_study(study_name='sh2', storage=storage)
+    calls = [json.loads(line) for line in open(log)]
+    assert len({pid for pid, *_ in calls}) == 2          # both workers trained candidates
+    assert all(resume == (budget > 1) for _, _, budget, resume in calls)
+    pruned = [t.user_attrs.get('pruned_reason', '') for t in study.trials
+              if t.state == TrialState.PRUNED]
+    assert all(('taken by' in r or 'already has' in r or 'duplicate' in r) for r in pruned)
+    assert not [t for t in study.trials if t.state in (TrialState.FAIL, TrialState.RUNNING,
+                                                       TrialState.WAITING)]
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    roles = [(t.user_attrs['sh_bracket'], t.user_attrs['sh_rung'],
+              t.user_attrs['sh_candidate']) for t in done]
+    assert len(roles) == len(set(roles))                 # no rung evaluated twice
+    assert len(calls) == len(done)
+    for bracket in range(2):      # 8 x 1 epoch, the best 4 x 2 epochs, the best 2 x 4 epochs
+        rungs = [[t for t in done if t.user_attrs['sh_bracket'] == bracket
+                  and t.user_attrs['sh_rung'] == r] for r in range(3)]
+        assert [len(r) for r in rungs] == [8, 4, 2]
+        for lower, upper, keep in ((rungs[0], rungs[1], 4), (rungs[1], rungs[2], 2)):
+            best = sorted(lower, key=lambda t: (-t.value, t.number))[:keep]
+            assert {t.user_attrs['sh_candidate'] for t in best} == \
+                {t.user_attrs['sh_candidate'] for t in upper}
+    first = {json.dumps(t.params, sort_keys=True) for t in done
+             if t.user_attrs['sh_rung'] == 0}
+    assert len(first) == 16                              # 16 distinct candidates
+
+
 # --- real training on the tiny data set -------------------------------------------------------
 def data_options(fmnist_root):
     return [f'train_dataloader.dataset.data_root={fmnist_root}',
