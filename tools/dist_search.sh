@@ -4,8 +4,9 @@
 # e.g. tools/dist_search.sh configs/search/mcts_kd_fmnist.py 4 --storage sqlite:///s.db
 # All workers get the same options, so they share the work dir and the storage (default:
 # WORK_DIR/search.journal) and split the study's n_trials between them. Each worker gets
-# OMP_NUM_THREADS=cores/N (unless set) and, on a GPU machine, one GPU (round robin over
-# CUDA_VISIBLE_DEVICES or all GPUs). When all workers are done, the report is rewritten
+# OMP_NUM_THREADS=cores/N (unless set) and, on a GPU machine, GPUS_PER_WORKER GPUs (default
+# 1; set it to search.trial_gpus for multi-GPU trials), round robin over
+# CUDA_VISIBLE_DEVICES or all GPUs. When all workers are done, the report is rewritten
 # from the storage. Ctrl-C stops every worker; their running trials are re-enqueued and
 # `tools/dist_search.sh CONFIG N ... --resume` continues.
 set -u
@@ -42,9 +43,14 @@ stop_all() {
 }
 trap stop_all INT TERM
 
+PER_WORKER=${GPUS_PER_WORKER:-1}
 for (( i = 0; i < N; i++ )); do
     if [ ${#GPU_LIST[@]} -gt 0 ]; then
-        export CUDA_VISIBLE_DEVICES=${GPU_LIST[$(( i % ${#GPU_LIST[@]} ))]}
+        MINE=()
+        for (( g = 0; g < PER_WORKER; g++ )); do
+            MINE+=("${GPU_LIST[$(( (i * PER_WORKER + g) % ${#GPU_LIST[@]} ))]}")
+        done
+        export CUDA_VISIBLE_DEVICES=$(IFS=,; echo "${MINE[*]}")
     fi
     "$PYTHON" -u "$SEARCH" "$CONFIG" "$@" > >(sed -u "s/^/[worker $i] /") 2>&1 &
     PIDS+=($!)

@@ -110,7 +110,7 @@ def main(argv=None):
         proxy_cfg, space, work_dir, metric=settings['metric'], full_cfg=full_cfg,
         train_script=osp.join(ROOT, 'tools', 'train.py'), env=settings['trial_env'],
         timeout=settings['trial_timeout'], heartbeat_interval=settings['heartbeat_interval'],
-        keep_checkpoints=settings['keep_checkpoints'],
+        keep_checkpoints=settings['keep_checkpoints'], gpus=settings['trial_gpus'],
         header=f'kdzoo search, study {study_name!r}, searcher '
         f'{type(searcher).__name__}\n')
 

@@ -60,6 +60,7 @@ SEARCH_DEFAULTS = dict(
     enqueue=[],
     trial_timeout=None,
     trial_env=dict(),
+    trial_gpus=1,
     heartbeat_interval=60.0,
     stale_after=600.0,
     max_rejects=200,
@@ -81,6 +82,9 @@ def search_settings(search: Optional[dict]) -> dict:
         raise KeyError('search.space is missing')
     if out['direction'] not in ('maximize', 'minimize'):
         raise ValueError(f'search.direction={out["direction"]!r}; valid: maximize, minimize')
+    if not isinstance(out['trial_gpus'], int) or out['trial_gpus'] < 1:
+        raise ValueError(f'search.trial_gpus={out["trial_gpus"]!r}; must be an int >= 1 '
+                         f'(training processes per trial)')
     return out
 
 
@@ -370,6 +374,9 @@ class TrialRunner:
             (needed by ``nsga2``).
         keep_checkpoints: keep the trial's ``*.pth`` files (False: delete them once the
             metric is read).
+        gpus: training processes per trial. Above 1, the trial runs through torchrun
+            (``--nproc_per_node=gpus``, ``--launcher pytorch``) on a free local port: one
+            process per GPU, or gloo processes on a CPU machine.
     """
 
     def __init__(self, cfg: Config, space: SearchSpace, work_dir: str,
@@ -377,7 +384,7 @@ class TrialRunner:
                  train_script: Optional[str] = None, python: Optional[str] = None,
                  env: Optional[dict] = None, timeout: Optional[float] = None,
                  heartbeat_interval: float = 60.0, count_params: bool = True,
-                 keep_checkpoints: bool = True, header: str = ''):
+                 keep_checkpoints: bool = True, header: str = '', gpus: int = 1):
         model = cfg.get('model', {})
         if 'distill_terms' not in model:
             raise ValueError('the base config of a search must be a distiller config '
@@ -395,6 +402,7 @@ class TrialRunner:
         self.count_params = count_params
         self.keep_checkpoints = keep_checkpoints
         self.header = header
+        self.gpus = int(gpus)
 
     # --- configs ---
     def trial_dir(self, number: int) -> str:
@@ -459,6 +467,16 @@ class TrialRunner:
         result.attrs = {**attrs, **result.attrs}
         return result
 
+    def command(self, config_path: str, trial_dir: str) -> List[str]:
+        """The training command of a trial: ``tools/train.py``, or torchrun with
+        ``gpus`` processes."""
+        train = [self.train_script, config_path, '--work-dir', trial_dir]
+        if self.gpus == 1:
+            return [self.python] + train
+        return [self.python, '-m', 'torch.distributed.run', f'--nproc_per_node={self.gpus}',
+                '--master_addr=127.0.0.1', f'--master_port={_free_port()}'] + train + \
+            ['--launcher', 'pytorch']
+
     def train(self, config_path: str, trial_dir: str,
               heartbeat: Callable[[], None] = lambda: None, resume: bool = False,
               log_name: str = 'train.log') -> TrialResult:
@@ -471,7 +489,7 @@ class TrialRunner:
         gets the attribute ``early_stopped``.
         """
         log_path = osp.join(trial_dir, log_name)
-        cmd = [self.python, self.train_script, config_path, '--work-dir', trial_dir]
+        cmd = self.command(config_path, trial_dir)
         if resume:
             cmd.append('--resume')
         status = {name: osp.join(trial_dir, f'{name}.json')
@@ -519,6 +537,12 @@ class TrialRunner:
         if stopped is not None:
             result.attrs['early_stopped'] = stopped
         return result
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
 
 
 def _read_json(path: str) -> Optional[dict]:

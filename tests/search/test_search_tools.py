@@ -150,6 +150,27 @@ def test_crashing_and_diverging_trials_fail_and_the_search_goes_on(tmp_path, tea
     assert 'FAIL' in (tmp_path / 'out' / 'results.md').read_text()
 
 
+def test_a_trial_trains_on_two_processes_through_torchrun(tmp_path, teacher_ckpt,
+                                                           fmnist_root):
+    """``search.trial_gpus=2``: the trial runs ``tools/train.py --launcher pytorch`` under
+    torchrun (two gloo processes here, one per GPU on a GPU machine)."""
+    term = dict(student='backbone.fc', teacher='backbone.fc', distance='kl', weight=1.0,
+                tau=[1.0, 4.0])
+    config = write_search_config(tmp_path / 'ddp.py', 'grid', 1, [term], trial_gpus=2)
+    run(search_cmd(config, tmp_path / 'out', teacher_ckpt, fmnist_root))
+    study = load_study(tmp_path / 'out', 'ddp')
+    trial = study.trials[0]
+    assert trial.state == TrialState.COMPLETE, trial.user_attrs.get('error')
+    log = (tmp_path / 'out' / 'trials' / '0' / 'train.log').read_text()
+    assert 'Distributed training: True' in log and 'GPU number: 2' in log, log[-2000:]
+    assert 'CPUDistributedDataParallel' in log      # kdzoo's gloo wrapper on a CPU machine
+    assert trial.value == last_val_top1(tmp_path / 'out' / 'trials' / '0')
+    bad = write_search_config(tmp_path / 'bad.py', 'grid', 1, [term], trial_gpus=0)
+    proc = subprocess.run(search_cmd(bad, tmp_path / 'bad', teacher_ckpt, fmnist_root),
+                          cwd=ROOT, capture_output=True, text=True, timeout=600, env=ENV)
+    assert proc.returncode != 0 and 'trial_gpus' in proc.stdout + proc.stderr
+
+
 def _processes_with(text):
     found = []
     for cmdline in glob.glob('/proc/[0-9]*/cmdline'):
