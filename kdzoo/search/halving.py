@@ -469,7 +469,7 @@ class SuccessiveHalvingSearcher(BaseSearcher):
                     study.enqueue_trial(dict(plan['params']), user_attrs=role)
                 trial = study.ask(space.distributions())
                 try:
-                    outcome = self._run(loop, trial)
+                    outcome = self._run(loop, trial, plan)
                 except UpdateFinishedTrialError:
                     loop.log(lost_trial_message(trial.number))
                     outcome = 'rejected'
@@ -577,8 +577,10 @@ class SuccessiveHalvingSearcher(BaseSearcher):
         tried.discard(None)
         return len(tried) >= len(self._space)
 
-    def _role(self, study: Study, trial) -> Tuple[Dict[str, int], bool]:
-        """The trial's rung role and whether it resumes a checkpoint."""
+    def _role(self, study: Study, trial,
+              planned: Optional[dict] = None) -> Tuple[Dict[str, int], bool]:
+        """The trial's rung role and whether it resumes a checkpoint (``planned``: the
+        plan this worker asked the trial for)."""
         attrs = trial.user_attrs
         if 'sh_rung' in attrs:  # a promotion
             return {k: int(attrs[k]) for k in ROLE_KEYS}, int(attrs['sh_rung']) > 0
@@ -587,7 +589,8 @@ class SuccessiveHalvingSearcher(BaseSearcher):
             role = role_of(original)
             if role is not None:
                 return role, True
-        plan = self._plan(study)  # a new candidate (or a warm start of search.enqueue)
+        # a new candidate (or a warm start of search.enqueue)
+        plan = planned if planned and planned['kind'] == 'sample' else self._plan(study)
         bracket = plan['sh_bracket'] if plan and plan['kind'] == 'sample' else 0
         return dict(sh_bracket=bracket, sh_rung=0, sh_budget=self.schedule_[0][1],
                     sh_candidate=trial.number), False
@@ -613,11 +616,11 @@ class SuccessiveHalvingSearcher(BaseSearcher):
             return f'rung 0 of bracket {role["sh_bracket"]} already has its candidates'
         return None
 
-    def _run(self, loop, trial) -> str:
+    def _run(self, loop, trial, planned: Optional[dict] = None) -> str:
         """Evaluate one rung trial; returns ``'complete'``, ``'failed'``, ``'suppressed'``
         or ``'rejected'``."""
         study, space = loop.study, loop.space
-        role, resume = self._role(study, trial)
+        role, resume = self._role(study, trial, planned)
         for key, value in role.items():
             trial.set_user_attr(key, value)
         study._storage.set_trial_system_attr(trial._trial_id, WORKER_KEY, loop.worker)
