@@ -1,8 +1,9 @@
 """The tabular search benchmark: searchers replayed against a table of trained distillers.
 
 Every distiller of a small search space was trained once on a proxy
-(``tools/analysis/build_tabular_benchmark.py``) and its metric stored in a CSV table
-(``kdzoo/search/benchmarks/fmnist_kd_table.csv``). A searcher can then be run against the
+(``tools/analysis/build_tabular_benchmark.py``), once per training seed, and its metric
+stored in CSV tables (``kdzoo/search/benchmarks/fmnist_kd_table_seed{0,1,2}.csv``, averaged
+on load). A searcher can then be run against the
 table many times, over many seeds, in seconds: the objective looks the trial's parameters
 up instead of training (as NAS-Bench-101/201 do for architecture search). The replay uses
 the same :class:`~kdzoo.search.runner.SearchLoop` as ``tools/search.py`` (invalid chains
@@ -27,14 +28,20 @@ import os
 import os.path as osp
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from .runner import SearchLoop, TrialResult
 from .space import SearchSpace
 
 #: The shipped Fashion-MNIST table.
 BENCHMARK_DIR = osp.join(osp.dirname(osp.abspath(__file__)), 'benchmarks')
-DEFAULT_TABLE = osp.join(BENCHMARK_DIR, 'fmnist_kd_table.csv')
+def seed_table(seed: int) -> str:
+    """The shipped Fashion-MNIST table file of one training seed."""
+    return osp.join(BENCHMARK_DIR, f'fmnist_kd_table_seed{seed}.csv')
+
+
+#: The shipped table: the same distillers trained with seeds 0, 1 and 2 (averaged on load).
+DEFAULT_TABLES = tuple(seed_table(seed) for seed in (0, 1, 2))
 #: The space config the shipped table was built from.
 DEFAULT_SPACE_CONFIG = 'configs/search/tabular_fmnist_space.py'
 #: Columns after the parameter columns.
@@ -223,13 +230,56 @@ class Table:
                     train_s_mean=sum(seconds) / len(seconds) if seconds else math.nan)
 
 
-def load_table(path: Optional[str] = None, space: Optional[SearchSpace] = None,
-               direction: str = 'maximize') -> Table:
-    """Load a table file (default: the shipped Fashion-MNIST table).
+def load_table(path: Union[None, str, Sequence[str]] = None,
+               space: Optional[SearchSpace] = None, direction: str = 'maximize') -> Table:
+    """Load a table file, or several (one per training seed) averaged into one table.
 
-    With ``space``, the table's parameter columns must be the space's decision names.
+    ``path``: a file, a list of files, or ``None`` for the shipped Fashion-MNIST table (the
+    mean of its seed files, :data:`DEFAULT_TABLES`). With several files, each distiller's
+    ``metric`` is the mean over the files (``metric_seeds`` keeps the values) and its
+    ``train_s`` the mean time; a distiller is ``ok`` only when it is ``ok`` in every file
+    (otherwise it takes the first other state), and every file must hold the same
+    distillers. With ``space``, the parameter columns must be the space's decision names.
     """
-    path = path or DEFAULT_TABLE
+    paths = list(DEFAULT_TABLES) if path is None else (
+        [path] if isinstance(path, str) else list(path))
+    if not paths:
+        raise ValueError('load_table: no table file given')
+    tables = [_read_one(p, space) for p in paths]
+    if len(tables) == 1:
+        names, header, rows = tables[0]
+        return Table(names, rows, header, direction)
+    names, header, _ = tables[0]
+    merged = {}
+    for p, (names_i, _, rows_i) in zip(paths, tables):
+        if names_i != names:
+            raise ValueError(f'{p}: parameter columns {names_i} differ from {names} '
+                             f'({paths[0]})')
+        keys = {row_key(r, names): r for r in rows_i}
+        if merged and set(keys) != set(merged):
+            extra = sorted(set(keys) ^ set(merged))[:3]
+            raise ValueError(f'{p}: holds other distillers than {paths[0]} (e.g. {extra})')
+        for key, row in keys.items():
+            merged.setdefault(key, []).append(row)
+    rows = []
+    for key, group in merged.items():
+        values = [_float(r.get('metric')) for r in group]
+        states = [str(r.get('state') or 'ok') for r in group]
+        bad = [s for s in states if s != 'ok']
+        seconds = [_float(r.get('train_s')) for r in group]
+        row = {n: group[0][n] for n in names}
+        row.update(metric=sum(values) / len(values) if not bad else math.nan,
+                   metric_seeds=values, state=bad[0] if bad else 'ok',
+                   train_s=sum(seconds) / len(seconds),
+                   error='; '.join(filter(None, (r.get('error') for r in group))))
+        rows.append(row)
+    header = list(header) + [f'mean of {len(paths)} tables: ' +
+                             ', '.join(osp.basename(p) for p in paths)]
+    return Table(names, rows, header, direction)
+
+
+def _read_one(path: str, space: Optional[SearchSpace]):
+    """``(parameter names, header, rows)`` of one table file."""
     header, rows = read_table_file(path)
     if not rows:
         raise ValueError(f'{path}: no rows')
@@ -238,7 +288,7 @@ def load_table(path: Optional[str] = None, space: Optional[SearchSpace] = None,
     if space is not None and names != space.names:
         raise ValueError(f'{path}: parameter columns {names} are not the space\'s decisions '
                          f'{space.names}')
-    return Table(names, rows, header, direction)
+    return names, header, rows
 
 
 def load_space(config: Optional[str] = None) -> SearchSpace:
@@ -452,6 +502,7 @@ __all__ = [
     'summarize',
     'best_so_far', 'regret_curve', 'trials_to_top', 'quantile', 'expected_random_hit',
     'random_hit_median',
-    'row_key', 'read_table_file', 'write_header', 'append_rows', 'DEFAULT_TABLE',
+    'row_key', 'read_table_file', 'write_header', 'append_rows', 'seed_table',
+    'DEFAULT_TABLES',
     'RESULT_COLUMNS'
 ]

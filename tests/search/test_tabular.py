@@ -7,7 +7,7 @@ import optuna
 import pytest
 
 from kdzoo.search import SearchSpace
-from kdzoo.search.tabular import (DEFAULT_TABLE, Table, TabularObjective, append_rows,
+from kdzoo.search.tabular import (DEFAULT_TABLES, Table, TabularObjective, append_rows,
                                   best_so_far, expected_random_hit, load_space, load_table,
                                   quantile, read_table_file, regret_curve, replay, row_key,
                                   summarize, trials_to_top, write_header)
@@ -87,6 +87,39 @@ def test_file_round_trip_and_resume_keys(tmp_path, small):
             student='s', teacher='t', distance=['kl', 'l2'])])))
 
 
+def test_several_seed_files_average_into_one_table(tmp_path, small):
+    space, _ = small
+    paths = []
+    for seed, shift in enumerate((0.0, 2.0, -1.0)):
+        rows = small_rows(space)
+        for row in rows:
+            if row['state'] == 'ok':
+                row['metric'] = f'{float(row["metric"]) + shift:.4f}'
+        if seed == 2:   # fails in one seed only: not ok in the mean table
+            rows[0].update(metric='nan', state='failed', error='boom')
+        path = str(tmp_path / f't{seed}.csv')
+        write_header(path, [f'seed {seed}'], space.names)
+        append_rows(path, rows, space.names)
+        paths.append(path)
+    one = load_table(paths[0], space)
+    mean = load_table(paths, space)
+    assert len(mean) == 16 and mean.header[0] == 'seed 0' and 'mean of 3' in mean.header[-1]
+    for params in valid(space)[1:]:
+        row, ref = mean.lookup(params), one.lookup(params)
+        if ref['state'] == 'ok':
+            assert row['metric'] == pytest.approx(ref['metric'] + 1.0 / 3)
+            assert row['metric_seeds'] == pytest.approx(
+                [ref['metric'], ref['metric'] + 2, ref['metric'] - 1])
+        else:
+            assert row['state'] == 'nan'
+    first = mean.lookup(valid(space)[0])
+    assert first['state'] == 'failed' and math.isnan(first['metric'])
+    append_rows(paths[1], [dict(valid(space)[0], **{'kd0.tau': 2.0}, metric='1')],
+                space.names)
+    with pytest.raises(ValueError, match='other distillers'):
+        load_table(paths, space)
+
+
 def test_objective_returns_the_table_value(small):
     space, table = small
     objective = TabularObjective(table, space, param_count=123)
@@ -162,7 +195,11 @@ def test_mcts_replay_of_the_whole_small_space_finds_the_best(small):
 
 def test_shipped_table_covers_its_space():
     space = load_space()
-    table = load_table(DEFAULT_TABLE, space)
+    table = load_table(space=space)                 # the mean of the seed files
+    assert len(DEFAULT_TABLES) == 3 and 'mean of 3 tables' in table.header[-1]
+    for path in DEFAULT_TABLES:                     # each seed file covers the space
+        seed_file = load_table(path, space)
+        assert len(seed_file) == len(space) and seed_file.missing(space) == []
     assert table.names == space.names
     assert table.missing(space) == []
     assert len(table) == len(space) >= 150
@@ -188,3 +225,41 @@ def test_random_reference_and_reorder(small):
     assert len(run.values) == 16 and trials_to_top(table, run.values) is not None
     with pytest.raises(ValueError, match='before'):
         reorder(space, ['kd0.distance', 'kd0.transform0'])
+
+
+def test_replay_tool_on_seed_files(tmp_path, small):
+    """tools/analysis/replay_search.py: several seed files are averaged; the report has the
+    table's description, per-searcher medians and tests against random."""
+    import importlib.util
+    import json
+    import os.path as osp
+    space, _ = small
+    config = tmp_path / 'space.py'
+    config.write_text('search = dict(space=dict(terms=[dict(student="s", teacher="t", '
+                      'input_rank=2, transform_slots=[["no", "tanh", "satt"]], '
+                      'distance=["kl", "l2"], weight=[1.0, 5.0], tau=[1.0, 4.0])]))\n')
+    paths = []
+    for seed, shift in enumerate((0.0, 1.0)):
+        rows = small_rows(space)
+        for row in rows:
+            if row['state'] == 'ok':
+                row['metric'] = f'{float(row["metric"]) + shift * (float(row["metric"]) % 3):.4f}'
+        paths.append(str(tmp_path / f'seed{seed}.csv'))
+        write_header(paths[-1], ['student: 100 parameters'], space.names)
+        append_rows(paths[-1], rows, space.names)
+    root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    spec = importlib.util.spec_from_file_location(
+        'replay_search', osp.join(root, 'tools', 'analysis', 'replay_search.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    out = tmp_path / 'out'
+    results = tool.main(['--table', *paths, '--space-config', str(config), '--seeds', '6',
+                         '--n-trials', '12', '--searchers', 'random', 'mcts',
+                         'nsga2:population_size=4', '--out-dir', str(out)])
+    assert set(results) == {'random', 'mcts', 'nsga2:population_size=4'}
+    assert all(r['runs'] == 6 for r in results.values())
+    text = (out / 'results.md').read_text()
+    assert 'the mean of 2 training seeds' in text and '| kd0.tau |' in text
+    assert text.count('| `') == 3 and 'p (fewer than random)' in text
+    saved = json.loads((out / 'results.json').read_text())
+    assert len(saved['runs']['mcts']) == 6 and (out / 'regret.png').stat().st_size > 0

@@ -2,8 +2,12 @@
 benchmark (docs/search_benchmark.md).
 
     python tools/analysis/build_tabular_benchmark.py \
-        [configs/search/tabular_fmnist_space.py] [--out kdzoo/search/benchmarks/fmnist_kd_table.csv]
+        [configs/search/tabular_fmnist_space.py] [--seed 0] [--out CSV]
         [--teacher-checkpoint CKPT] [--teacher-epochs 1] [--work-dir work_dirs/tabular_fmnist]
+
+The shipped table is three such files, one per ``--seed`` (0, 1, 2; the default ``--out`` is
+``kdzoo/search/benchmarks/fmnist_kd_table_seed<SEED>.csv``), all with the same teacher
+(``--teacher-checkpoint``); :func:`kdzoo.search.tabular.load_table` averages them.
 
 1. The teacher (the base config's ``model.teacher``) is trained once on its own config
    (``--teacher-epochs``), unless ``--teacher-checkpoint`` gives one; either way its top-1 on
@@ -41,8 +45,8 @@ from mmengine.hooks import Hook  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 from kdzoo.search import SearchSpace, TrialRunner, apply_proxy, search_settings  # noqa: E402
-from kdzoo.search.tabular import (DEFAULT_TABLE, append_rows, read_table_file,  # noqa: E402
-                                  row_key, write_header)
+from kdzoo.search.tabular import (append_rows, read_table_file, row_key,  # noqa: E402
+                                  seed_table, write_header)
 from kdzoo.utils import register_all_modules  # noqa: E402
 
 
@@ -167,7 +171,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('config', nargs='?', default='configs/search/tabular_fmnist_space.py')
-    parser.add_argument('--out', default=str(DEFAULT_TABLE))
+    parser.add_argument('--out', default=None,
+                        help='default: kdzoo/search/benchmarks/fmnist_kd_table_seed<SEED>.csv')
     parser.add_argument('--work-dir', default='work_dirs/tabular_fmnist')
     parser.add_argument('--teacher-checkpoint', help='skip the teacher training')
     parser.add_argument('--teacher-epochs', type=int, default=1)
@@ -177,10 +182,15 @@ def main(argv=None):
                         help='train at most this many new rows (smoke tests)')
     parser.add_argument('--every', type=int, default=1,
                         help='train only every K-th valid distiller (noise estimates)')
+    parser.add_argument('--shard', default=None, metavar='I/N',
+                        help='train only every N-th distiller from the I-th (0-based): N '
+                        'processes with I = 0..N-1 share one table file')
     parser.add_argument('--seed', type=int, default=None,
                         help='randomness.seed of the distiller runs (default: the config\'s)')
     parser.add_argument('--threads', type=int, default=None, help='torch.set_num_threads')
     args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = seed_table(args.seed or 0)
     for key in ('config', 'out', 'work_dir', 'teacher_checkpoint'):  # relative to the cwd
         if getattr(args, key):
             setattr(args, key, _repo_path(getattr(args, key)))
@@ -199,7 +209,15 @@ def main(argv=None):
     if args.seed is not None:
         base.randomness = dict(base.get('randomness') or {}, seed=args.seed)
     maker = TrialRunner(base, space, args.work_dir, metric=metric, count_params=False)
-    combos = valid_params(space)[::args.every]
+    every = valid_params(space)
+    combos = every[::args.every]
+    if args.shard:
+        try:
+            index, count = (int(x) for x in args.shard.split('/'))
+            assert 0 <= index < count
+        except (ValueError, AssertionError):
+            raise SystemExit(f'--shard {args.shard!r}: expected I/N with 0 <= I < N')
+        combos = combos[index::count]
 
     header, rows = ([], [])
     if osp.exists(args.out):
@@ -236,7 +254,7 @@ def main(argv=None):
                            list(argv if argv is not None else sys.argv[1:]))
         header = [
             'kdzoo tabular search benchmark: every distiller of the space trained once',
-            f'space: {args.config} (search.space; {len(combos)} valid distillers)',
+            f'space: {args.config} (search.space; {len(every)} valid distillers)',
             f'proxy: {dict(search["proxy"])}',
             f'metric: {metric} (%, last validation of the proxy run); seed '
             f'{base.randomness.get("seed")}',
@@ -264,10 +282,12 @@ def main(argv=None):
     if args.limit is not None:
         todo = todo[:args.limit]
     start = time.time()
+    position = {row_key(p, space.names): i for i, p in enumerate(every)}
     for n, params in enumerate(todo, 1):
-        index = len(done) + n - 1
+        index = position[row_key(params, space.names)]  # the run dir: one per distiller
         cfg_i = maker.make_config(params)
-        lean_runtime(cfg_i, osp.join(args.work_dir, 'runs', str(index)), f'tabular_{index}')
+        lean_runtime(cfg_i, osp.join(args.work_dir, 'runs', f'seed{base.randomness.get("seed")}',
+                                     str(index)), f'tabular_{index}')
         value, seconds, loss, state, error = run_training(cfg_i, metric)
         row = dict(params)
         row.update(metric=fmt(value), train_s=f'{seconds:.2f}', final_loss=fmt(loss),

@@ -1,6 +1,6 @@
 """Replay kdzoo's searchers against the tabular benchmark (no training).
 
-    python tools/analysis/replay_search.py [--table kdzoo/search/benchmarks/fmnist_kd_table.csv]
+    python tools/analysis/replay_search.py [--table CSV [CSV ...]]
         [--space-config configs/search/tabular_fmnist_space.py]
         [--searchers random grid mcts nsga2] [--seeds 25] [--n-trials 60]
         [--out-dir work_dirs/search_benchmark] [--plot docs/search_benchmark.png]
@@ -25,7 +25,7 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from kdzoo.search.tabular import (DEFAULT_TABLE, expected_random_hit, load_space,  # noqa: E402
+from kdzoo.search.tabular import (DEFAULT_TABLES, expected_random_hit, load_space,  # noqa: E402
                                   load_table, random_hit_median, reorder, replay,
                                   summarize)
 
@@ -51,6 +51,56 @@ def fmt_q(median, q25, q75, budget=None, digits=1):
     return f'{one(median)} [{one(q25)}, {one(q75)}]'
 
 
+def p_fewer_than_random(hits, random_hits, budget):
+    """One-sided Mann-Whitney U test of "fewer trials to the top than random" (a run that
+    never reached it counts as budget + 1); ``None`` without scipy."""
+    try:
+        from scipy.stats import mannwhitneyu
+    except ImportError:
+        return None
+    def as_num(xs):
+        return [budget + 1 if h is None else h for h in xs]
+    return float(mannwhitneyu(as_num(hits), as_num(random_hits), alternative='less').pvalue)
+
+
+def seed_agreement(table):
+    """``(n seeds, mean |difference| between two seeds, mean Spearman rank correlation)``
+    over the pairs of seed files of an averaged table (``None`` for a single file)."""
+    rows = [r for r in table.rows.values() if r['state'] == 'ok' and r.get('metric_seeds')]
+    if not rows or len(rows[0]['metric_seeds']) < 2:
+        return None
+    from scipy.stats import spearmanr
+    n = len(rows[0]['metric_seeds'])
+    diffs, rhos = [], []
+    for i in range(n):
+        for j in range(i + 1, n):
+            a = [r['metric_seeds'][i] for r in rows]
+            b = [r['metric_seeds'][j] for r in rows]
+            diffs.append(sum(abs(x - y) for x, y in zip(a, b)) / len(rows))
+            rhos.append(float(spearmanr(a, b)[0]))
+    return n, sum(diffs) / len(diffs), sum(rhos) / len(rhos)
+
+
+def describe_table(table, fraction) -> list:
+    """Markdown lines: the best distillers, and the mean value per choice of every decision
+    with how many of the top ``fraction`` distillers have it."""
+    ok = [r for r in table.rows.values() if r['state'] == 'ok']
+    sign = table._sign()
+    best = sorted(ok, key=lambda r: -sign * r['metric'])[:4]
+    lines = ['', 'Best distillers: ' + '; '.join(
+        ' + '.join(str(r[n]) for n in table.names) + f' ({r["metric"]:.2f})' for r in best)
+        + '.', '', f'| decision | mean value per choice (distillers of the top '
+        f'{fraction:.0%} with it) |', '| --- | --- |']
+    for name in table.names:
+        cells = []
+        for label in dict.fromkeys(r[name] for r in ok):
+            values = [r['metric'] for r in ok if r[name] == label]
+            top = sum(table.in_top(v, fraction) for v in values)
+            cells.append(f'{label}: {sum(values) / len(values):.1f} ({top})')
+        lines.append(f'| {name} | ' + ', '.join(cells) + ' |')
+    return lines
+
+
 def markdown(table, results, args, seconds) -> str:
     s = table.summary()
     n_ok = len(table.ok_values)
@@ -64,14 +114,27 @@ def markdown(table, results, args, seconds) -> str:
         f'Uniform sampling without replacement (exact): mean (n+1)/(k+1) = '
         f'{expected_random_hit(n_ok, k_top):.1f}, median {random_hit_median(n_ok, k_top)} '
         f'trials to reach the top {args.fraction:.0%}.',
+    ]
+    agreement = seed_agreement(table)
+    if agreement:
+        lines.append(f'Values: the mean of {agreement[0]} training seeds; two seeds differ by '
+                     f'{agreement[1]:.2f} points on average (Spearman {agreement[2]:.2f}).')
+    lines += describe_table(table, args.fraction)
+    random_hits = results.get('random', {}).get('hits')
+    lines += [
         '',
         f'| searcher | reached top {args.fraction:.0%} | trials to top {args.fraction:.0%}: '
-        'median [IQR] | regret @10 | regret @20 | regret @40 | pruned draws / run |',
-        '| --- | --- | --- | --- | --- | --- | --- |',
+        'median [IQR] | mean | p (fewer than random) | regret @10 | regret @20 | regret @40 '
+        '| pruned draws / run |',
+        '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ]
     for label, r in results.items():
+        as_num = [args.n_trials + 1 if h is None else h for h in r['hits']]
+        p = (p_fewer_than_random(r['hits'], random_hits, args.n_trials)
+             if random_hits is not None and label != 'random' else None)
         row = [f'`{label}`', f'{r["reached"]}/{r["runs"]}',
-               fmt_q(r['median_to_top'], r['q25_to_top'], r['q75_to_top'], args.n_trials)]
+               fmt_q(r['median_to_top'], r['q25_to_top'], r['q75_to_top'], args.n_trials),
+               f'{sum(as_num) / len(as_num):.1f}', '-' if p is None else f'{p:.3f}']
         for c in (10, 20, 40):
             if f'median_regret@{c}' in r:
                 row.append(fmt_q(r[f'median_regret@{c}'], r[f'q25_regret@{c}'],
@@ -82,7 +145,7 @@ def markdown(table, results, args, seconds) -> str:
         lines.append('| ' + ' | '.join(row) + ' |')
     lines.append('')
     lines.append('Trials to the top: a run that did not reach it counts as more than the '
-                 'budget. Regret: table best minus best found, in accuracy points; '
+                 'budget (as budget + 1 in the mean and the one-sided Mann-Whitney test). Regret: table best minus best found, in accuracy points; '
                  'median [25th, 75th percentile] over the seeds.')
     return '\n'.join(lines) + '\n'
 
@@ -123,7 +186,10 @@ def plot(results, path, n_trials, fraction, only=None):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--table', default=DEFAULT_TABLE)
+    parser.add_argument('--table', nargs='+', default=None, metavar='CSV',
+                        help='table file(s); several are averaged (one per training seed); '
+                        'default: the shipped seed files ' + ', '.join(
+                            osp.relpath(p, ROOT) for p in DEFAULT_TABLES))
     parser.add_argument('--space-config', default=None,
                         help='default: configs/search/tabular_fmnist_space.py')
     parser.add_argument('--searchers', nargs='+', default=['random', 'grid', 'mcts', 'nsga2'])
