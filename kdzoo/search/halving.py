@@ -426,7 +426,7 @@ class SuccessiveHalvingSearcher(BaseSearcher):
                              f'{stored} ([candidates, epochs]); this run has {record}. Use '
                              f'another --study-name or --work-dir for a new schedule')
         study.set_user_attr(SCHEDULE_ATTR, record)
-        self._check_running(study)
+        self._check_running(study, loop.stale_after)
         self.max_budget_ = int(max_budget)
         self.schedule_ = schedule
         self.n0_ = n0
@@ -454,7 +454,7 @@ class SuccessiveHalvingSearcher(BaseSearcher):
                     if self._queued(study):  # e.g. a retry that another worker enqueued
                         self._run(loop, study.ask(space.distributions()))
                         continue
-                    recovered = recover_orphans(study, getattr(loop, 'stale_after', 600.0))
+                    recovered = recover_orphans(study, loop.stale_after)
                     if recovered:
                         loop.log(f'[search] trials {recovered} had no live worker; marked '
                                  f'FAILED and re-enqueued')
@@ -491,9 +491,9 @@ class SuccessiveHalvingSearcher(BaseSearcher):
                      f'{best.user_attrs.get("sh_budget")} epochs)' if best else 'best -')
         loop.log(f'[search] stopped: {loop.stop_reason}; {best_text}')
 
-    def _check_running(self, study: Study) -> None:
+    def _check_running(self, study: Study, stale_after: float) -> None:
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if is_orphan(t, stale_after=600.0):
+            if is_orphan(t, stale_after):
                 raise RuntimeError(f'trial {t.number} was left RUNNING by a stopped worker; '
                                    f'run the search again with --resume to retry it')
 
@@ -600,18 +600,21 @@ class SuccessiveHalvingSearcher(BaseSearcher):
         """Why this trial repeats what a concurrent worker took first (the lower trial
         number wins), or ``None``: a promotion of the same candidate to the same rung, or a
         rung-0 sample beyond the rung's candidates."""
-        earlier = [t for t in study.get_trials(deepcopy=False)
-                   if t.number < trial.number and counts_as_visit(t)
-                   and t.state != TrialState.WAITING and role_of(t) is not None]
-        same_rung = [t for t in earlier if role_of(t)['sh_bracket'] == role['sh_bracket']
-                     and role_of(t)['sh_rung'] == role['sh_rung']]
+        same_rung = []  # (trial, role) of the earlier trials of this bracket and rung
+        for t in study.get_trials(deepcopy=False):
+            other = role_of(t)
+            if (other is not None and t.number < trial.number and counts_as_visit(t)
+                    and t.state != TrialState.WAITING
+                    and (other['sh_bracket'], other['sh_rung']) ==
+                    (role['sh_bracket'], role['sh_rung'])):
+                same_rung.append((t, other))
         if role['sh_rung'] > 0:
-            taken = [t.number for t in same_rung
-                     if role_of(t)['sh_candidate'] == role['sh_candidate']]
+            taken = [t.number for t, other in same_rung
+                     if other['sh_candidate'] == role['sh_candidate']]
             return f'promotion already taken by trial {taken[0]}' if taken else None
         if resume or 'retry_of' in trial.user_attrs:
             return None
-        live = [t for t in same_rung if t.state in (TrialState.COMPLETE, TrialState.RUNNING)]
+        live = [t for t, _ in same_rung if t.state in (TrialState.COMPLETE, TrialState.RUNNING)]
         if len(same_rung) >= self.n0_ and not (self.refill and len(live) < self.n0_):
             return f'rung 0 of bracket {role["sh_bracket"]} already has its candidates'
         return None

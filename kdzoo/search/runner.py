@@ -474,7 +474,7 @@ class TrialRunner:
         if self.gpus == 1:
             return [self.python] + train
         return [self.python, '-m', 'torch.distributed.run', f'--nproc_per_node={self.gpus}',
-                '--master_addr=127.0.0.1', f'--master_port={_free_port()}'] + train + \
+                '--master_addr=127.0.0.1', f'--master_port={free_port()}'] + train + \
             ['--launcher', 'pytorch']
 
     def train(self, config_path: str, trial_dir: str,
@@ -539,7 +539,8 @@ class TrialRunner:
         return result
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now."""
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))
         return sock.getsockname()[1]

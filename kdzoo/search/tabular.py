@@ -33,8 +33,10 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 from .runner import SearchLoop, TrialResult
 from .space import SearchSpace
 
-#: The shipped Fashion-MNIST table.
+#: Where the shipped tables live.
 BENCHMARK_DIR = osp.join(osp.dirname(osp.abspath(__file__)), 'benchmarks')
+
+
 def seed_table(seed: int) -> str:
     """The shipped Fashion-MNIST table file of one training seed."""
     return osp.join(BENCHMARK_DIR, f'fmnist_kd_table_seed{seed}.csv')

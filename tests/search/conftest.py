@@ -3,17 +3,12 @@ import glob
 import os
 import os.path as osp
 import shutil
-import socket
 import subprocess
 import tempfile
 
 import pytest
 
-
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
+from kdzoo.search.runner import free_port
 
 
 @pytest.fixture(scope='session')
@@ -30,7 +25,7 @@ def postgres_url():
     if os.geteuid() == 0:  # the server refuses to run as root
         as_user = ['runuser', '-u', 'postgres', '--']
         shutil.chown(root, 'postgres', 'postgres')
-    data, port = osp.join(root, 'data'), _free_port()
+    data, port = osp.join(root, 'data'), free_port()
 
     def pg(*cmd):
         subprocess.run(as_user + list(cmd), check=True, capture_output=True, timeout=120)

@@ -314,7 +314,7 @@ study = optuna.create_study(direction='maximize', sampler=searcher.sampler(space
                             storage=storage, study_name='sh2', load_if_exists=True)
 
 def train(candidate, params, heartbeat, budget, resume):
-    time.sleep(0.15)
+    time.sleep(0.3)  # long enough that both workers join before the rungs are done
     with open(log, 'a') as f:
         f.write(json.dumps([os.getpid(), candidate, budget, resume]) + '\\n')
     score = {'kl': 3, 'l2': 1, 'cosine': 2}[params['kd0.distance']] \\

@@ -25,6 +25,8 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from scipy.stats import mannwhitneyu, spearmanr  # noqa: E402
+
 from kdzoo.search.tabular import (DEFAULT_TABLES, expected_random_hit, load_space,  # noqa: E402
                                   load_table, random_hit_median, reorder, replay,
                                   summarize)
@@ -51,16 +53,15 @@ def fmt_q(median, q25, q75, budget=None, digits=1):
     return f'{one(median)} [{one(q25)}, {one(q75)}]'
 
 
+def hit_counts(hits, budget):
+    """Trials to the top per run; a run that never reached it counts as ``budget + 1``."""
+    return [budget + 1 if h is None else h for h in hits]
+
+
 def p_fewer_than_random(hits, random_hits, budget):
-    """One-sided Mann-Whitney U test of "fewer trials to the top than random" (a run that
-    never reached it counts as budget + 1); ``None`` without scipy."""
-    try:
-        from scipy.stats import mannwhitneyu
-    except ImportError:
-        return None
-    def as_num(xs):
-        return [budget + 1 if h is None else h for h in xs]
-    return float(mannwhitneyu(as_num(hits), as_num(random_hits), alternative='less').pvalue)
+    """One-sided Mann-Whitney U test of "fewer trials to the top than random"."""
+    return float(mannwhitneyu(hit_counts(hits, budget), hit_counts(random_hits, budget),
+                              alternative='less').pvalue)
 
 
 def seed_agreement(table):
@@ -69,7 +70,6 @@ def seed_agreement(table):
     rows = [r for r in table.rows.values() if r['state'] == 'ok' and r.get('metric_seeds')]
     if not rows or len(rows[0]['metric_seeds']) < 2:
         return None
-    from scipy.stats import spearmanr
     n = len(rows[0]['metric_seeds'])
     diffs, rhos = [], []
     for i in range(n):
@@ -129,7 +129,7 @@ def markdown(table, results, args, seconds) -> str:
         '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ]
     for label, r in results.items():
-        as_num = [args.n_trials + 1 if h is None else h for h in r['hits']]
+        as_num = hit_counts(r['hits'], args.n_trials)
         p = (p_fewer_than_random(r['hits'], random_hits, args.n_trials)
              if random_hits is not None and label != 'random' else None)
         row = [f'`{label}`', f'{r["reached"]}/{r["runs"]}',
