@@ -25,7 +25,7 @@ setup(
     long_description=open('README.md').read() if osp.exists('README.md') else '',
     long_description_content_type='text/markdown',
     packages=find_packages(exclude=('tests', 'tools', 'configs', 'docs')),
-    package_data={'kdzoo.search': ['benchmarks/*.csv']},
+    package_data={'kdzoo.benchmarks': ['data/*.csv']},
     python_requires='>=3.9',
     install_requires=read_requirements('runtime.txt') + read_requirements('mminstall.txt'),
     extras_require={

@@ -7,8 +7,6 @@ number of workers may run this command on one storage, and ``--resume`` continue
 whose workers were killed.
 """
 import argparse
-import copy
-import os
 import os.path as osp
 import signal
 import sys
@@ -21,9 +19,8 @@ if ROOT not in sys.path:
 import optuna  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 
-from kdzoo.search import (SearchLoop, SearchSpace, TrialRunner, apply_proxy,  # noqa: E402
-                          build_searcher, open_storage, open_study, recover_orphans,
-                          search_settings, write_report)
+from kdzoo.search import (load_search, prepare_search, run_search,  # noqa: E402
+                          write_search_report)
 
 
 def parse_args(argv=None):
@@ -54,24 +51,6 @@ def _raise_exit(signum, frame):  # SIGTERM (e.g. Slurm preemption) -> clean inte
     raise SystemExit(128 + signum)
 
 
-def check_work_dir(work_dir: str, study_name: str) -> None:
-    """One study per work dir (trial folders are named by trial number)."""
-    os.makedirs(work_dir, exist_ok=True)
-    marker = osp.join(work_dir, 'study.txt')
-    if osp.isfile(marker):
-        with open(marker) as f:
-            old = f.read().strip()
-        if old and old != study_name:
-            raise SystemExit(f'{work_dir} holds the search of study {old!r}; use another '
-                             f'--work-dir for study {study_name!r}')
-        return
-    try:
-        with open(marker, 'x') as f:
-            f.write(study_name + '\n')
-    except FileExistsError:  # another worker wrote it a moment ago
-        check_work_dir(work_dir, study_name)
-
-
 def main(argv=None):
     args = parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -80,64 +59,31 @@ def main(argv=None):
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    raw = cfg.to_dict()
-    settings = search_settings(raw.pop('search', None))
-    if args.n_trials is not None:
-        settings['n_trials'] = args.n_trials
-    space = SearchSpace.from_config(settings['space'])
     if args.show_space:
-        print(space.describe())
+        print(load_search(cfg)[1].describe())
         return 0
 
     name = osp.splitext(osp.basename(args.config))[0]
-    work_dir = args.work_dir or raw.get('work_dir') or osp.join('work_dirs', 'search', name)
+    work_dir = args.work_dir or cfg.get('work_dir') or osp.join('work_dirs', 'search', name)
     study_name = args.study_name or name
-    check_work_dir(work_dir, study_name)
-
-    full_cfg = Config(copy.deepcopy(raw), filename=cfg.filename)
-    proxy_cfg = apply_proxy(Config(copy.deepcopy(raw), filename=cfg.filename),
-                            settings['proxy'])
-    if args.cfg_options:  # the command line wins over the proxy settings
-        proxy_cfg.merge_from_dict({k: v for k, v in args.cfg_options.items()
-                                   if not k.startswith('search.')})
-
-    searcher = build_searcher(settings['searcher'], settings['seed'])
-    storage = open_storage(args.storage, work_dir)
-    study = open_study(storage, study_name, searcher.directions(settings['direction']),
-                       searcher.sampler(space), space, settings['enqueue'],
-                       attrs=dict(config=osp.abspath(args.config), metric=settings['metric']))
-    runner = TrialRunner(
-        proxy_cfg, space, work_dir, metric=settings['metric'], full_cfg=full_cfg,
-        train_script=osp.join(ROOT, 'tools', 'train.py'), env=settings['trial_env'],
-        timeout=settings['trial_timeout'], heartbeat_interval=settings['heartbeat_interval'],
-        keep_checkpoints=settings['keep_checkpoints'], gpus=settings['trial_gpus'],
-        header=f'kdzoo search, study {study_name!r}, searcher '
-        f'{type(searcher).__name__}\n')
-
-    def report(study_):
-        write_report(study_, space, searcher, work_dir, settings['metric'], runner)
-
+    search = prepare_search(cfg, work_dir, study_name=study_name, n_trials=args.n_trials,
+                            storage=args.storage, cmdline_options=args.cfg_options,
+                            train_script=osp.join(ROOT, 'tools', 'train.py'),
+                            config_path=args.config)
+    metric = search.objective.metric
     if not args.report_only:
-        print(f'[search] study {study_name!r} in {work_dir}: {len(space)} valid distillers, '
-              f'{settings["n_trials"]} trials, searcher {type(searcher).__name__}', flush=True)
-        if args.resume:
-            recovered = recover_orphans(study, settings['stale_after'])
-            if recovered:
-                print(f'[search] resume: trials {recovered} had no live worker; marked '
-                      f'FAILED and re-enqueued', flush=True)
+        print(f'[search] study {study_name!r} in {work_dir}: {len(search.space)} valid '
+              f'distillers, {search.settings["n_trials"]} trials, searcher '
+              f'{type(search.searcher).__name__}', flush=True)
         signal.signal(signal.SIGTERM, _raise_exit)
-        loop = SearchLoop(study, space, searcher, runner, settings['n_trials'],
-                          metric=settings['metric'], max_rejects=settings['max_rejects'],
-                          on_trial_end=report, stale_after=settings['stale_after'],
-                          log=lambda msg: print(msg, flush=True))
-        searcher.search(loop)
-        running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        run_search(search, resume=args.resume, log=lambda msg: print(msg, flush=True))
+        running = search.book.trials(states=(optuna.trial.TrialState.RUNNING,))
         if running and not args.resume:
             print(f'[search] {len(running)} trial(s) still RUNNING (other workers, or dead '
                   f'ones: --resume retries those)', flush=True)
-    best = write_report(study, space, searcher, work_dir, settings['metric'], runner)
+    best = write_search_report(search)
     if best is not None:
-        print(f'[search] best: trial {best.number} {settings["metric"]}={best.values[0]:.4f}; '
+        print(f'[search] best: trial {best.number} {metric}={best.values[0]:.4f}; '
               f'{osp.join(work_dir, "best_config.py")}', flush=True)
     print(f'[search] results: {osp.join(work_dir, "results.md")}', flush=True)
     return 0

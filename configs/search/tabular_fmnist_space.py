@@ -2,7 +2,7 @@
 # the Fashion-MNIST quick-start pair (resnet20 teacher, half-width resnet8 student) with
 # 5 transforms x 5 distances x 3 weights x 2 temperatures = 150 distillers, every one
 # trained on the proxy below with seeds 0, 1 and 2 by tools/analysis/build_tabular_benchmark.py.
-# The table, kdzoo/search/benchmarks/fmnist_kd_table_seed{0,1,2}.csv (averaged on load),
+# The table, kdzoo/benchmarks/data/fmnist_kd_table_seed{0,1,2}.csv (averaged on load),
 # is keyed by the parameter labels of this
 # space, so tools/analysis/replay_search.py can replay any searcher against it without
 # training. It is also an ordinary search config:

@@ -1,23 +1,23 @@
-"""Results of a search: ``results.csv`` / ``results.md`` and plots (matplotlib, Agg).
-
-- ``progress.png``: the metric of each trial (failed trials marked at the bottom) and the
-  best-so-far line;
-- ``mcts_visits.png`` (MCTS): the tree's visits per choice of the first decisions (the
-  first panel is the root's children), coloured by mean reward;
-- ``pareto.png`` (NSGA-II): metric against the student's parameter count, the Pareto front
-  and the budget.
+"""Results of a search: ``results.csv`` / ``results.md``, the plots of
+:mod:`kdzoo.search.plots`, ``best_config.py`` and ``best_full_config.py``; successive
+halving adds its rung columns and ``successive_halving.json``.
 """
 import csv
 import io
+import json
 import os
 import os.path as osp
+from collections import defaultdict
 from typing import Dict, List, Optional, Sequence
 
-from optuna.study import Study, StudyDirection
+from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
-from .samplers import INTERRUPTED_KEY, Node
+from .operations import (ELIMINATED_ATTR, PROBABILITIES_ATTR, SCHEDULE_ATTR, is_suppressed,
+                         role_of)
+from .plots import plot_halving, plot_progress
 from .space import SearchSpace
+from .trials import counts_as_visit
 
 
 def _atomic_write(path: str, text: str) -> None:
@@ -97,115 +97,6 @@ def write_tables(rows: List[Dict], work_dir: str, best: Optional[int] = None) ->
     _atomic_write(osp.join(work_dir, 'results.md'), '\n'.join(lines) + '\n')
 
 
-def _pyplot():
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def plot_progress(study: Study, path: str, metric: str) -> None:
-    """The metric per trial and the best so far."""
-    plt = _pyplot()
-    maximize = study.directions[0] == StudyDirection.MAXIMIZE
-    fig, ax = plt.subplots(figsize=(7, 4))
-    done, best_x, best_y, best = [], [], [], None
-    failed = []
-    for t in study.get_trials(deepcopy=False):
-        if t.state == TrialState.COMPLETE:
-            v = t.values[0]
-            done.append((t.number, v))
-            if best is None or (v > best if maximize else v < best):
-                best = v
-            best_x.append(t.number)
-            best_y.append(best)
-        elif t.state == TrialState.FAIL and not t.system_attrs.get(INTERRUPTED_KEY):
-            failed.append(t.number)
-    last = max([n for n, _ in done] + failed + [0])
-    if done:
-        ax.scatter(*zip(*done), s=18, label='trial', color='tab:blue', zorder=3)
-        ax.step(best_x + [last], best_y + [best_y[-1]], where='post', color='tab:orange',
-                label='best so far')
-    if failed:  # at the bottom of the axes, whatever the metric's range
-        ax.scatter(failed, [0.03] * len(failed), marker='x', color='tab:red',
-                   label='failed', zorder=3, transform=ax.get_xaxis_transform())
-    from matplotlib.ticker import MaxNLocator
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlim(-0.5, last + 0.5)
-    ax.set_xlabel('trial')
-    ax.set_ylabel(metric)
-    ax.set_title(f'search progress ({study.study_name})')
-    ax.grid(alpha=0.3)
-    if done or failed:
-        ax.legend(loc='best')
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def plot_mcts_visits(space: SearchSpace, root: Node, path: str, max_panels: int = 6) -> None:
-    """Visits per choice of the first decisions. Panel 0 is the root's children; panel d
-    sums the visits of all depth-d nodes per choice."""
-    plt = _pyplot()
-    from matplotlib import cm, colors
-    panels = space.decisions[:max_panels]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(7, 1.6 + 1.4 * len(panels)),
-                             squeeze=False)
-    norm = colors.Normalize(0.0, 1.0)
-    level = [root]
-    for depth, (decision, ax) in enumerate(zip(panels, axes[:, 0])):
-        visits = [0] * len(decision.labels)
-        reward = [0.0] * len(decision.labels)
-        nxt = []
-        for node in level:
-            for index, child in node.children.items():
-                visits[index] += child.visits
-                reward[index] += child.reward
-                nxt.append(child)
-        level = nxt
-        means = [r / v if v else 0.0 for r, v in zip(reward, visits)]
-        labels = [str(label) for label in decision.labels]
-        ax.barh(range(len(labels)), visits, color=[cm.viridis(norm(m)) for m in means])
-        ax.set_yticks(range(len(labels)))
-        ax.set_yticklabels(labels, fontsize=7)
-        ax.invert_yaxis()
-        ax.set_title(f'{decision.name}' + (' (root children)' if depth == 0 else ''),
-                     fontsize=9)
-        for y, (v, m) in enumerate(zip(visits, means)):
-            if v:
-                ax.text(v, y, f' {v} (R/N={m:.2f})', va='center', fontsize=7)
-    from matplotlib.ticker import MaxNLocator
-    for ax in axes[:, 0]:
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[-1, 0].set_xlabel('visits (colour: mean reward)')
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def plot_pareto(study: Study, path: str, metric: str,
-                param_budget: Optional[float] = None) -> None:
-    """NSGA-II: metric vs parameter count, with the Pareto front."""
-    plt = _pyplot()
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    front = {t.number for t in study.best_trials} if complete else set()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for on_front, colour, label in ((False, 'tab:blue', 'trial'),
-                                    (True, 'tab:orange', 'Pareto front')):
-        pts = [(t.values[1], t.values[0]) for t in complete if (t.number in front) == on_front]
-        if pts:
-            ax.scatter(*zip(*pts), s=20, color=colour, label=label, zorder=3)
-    if param_budget is not None:
-        ax.axvline(param_budget, color='tab:red', ls='--', label='param budget')
-    ax.set_xlabel('student parameters')
-    ax.set_ylabel(metric)
-    ax.grid(alpha=0.3)
-    ax.legend(loc='best')
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def write_report(study: Study, space: SearchSpace, searcher, work_dir: str, metric: str,
                  runner=None) -> Optional[FrozenTrial]:
     """Tables, plots and the best configs; returns the best trial (or ``None``).
@@ -222,8 +113,10 @@ def write_report(study: Study, space: SearchSpace, searcher, work_dir: str, metr
     searcher.plots(study, space, work_dir, metric)
     if best is None:
         return None
-    source = best.user_attrs.get('config') or osp.join(work_dir, 'trials', str(best.number),
-                                                       'config.py')
+    # Only the trial's own config file under this work dir: a path read from a (shared,
+    # writable by others) storage is never trusted.
+    work = best.user_attrs.get('sh_candidate', best.number)
+    source = osp.join(work_dir, 'trials', str(int(work)), 'config.py')
     if osp.isfile(source):
         with open(source) as f:
             _atomic_write(osp.join(work_dir, 'best_config.py'), f.read())
@@ -234,3 +127,73 @@ def write_report(study: Study, space: SearchSpace, searcher, work_dir: str, metr
                             f'{best.values[0]:.4f} in the proxy run) on the full schedule\n'
                             + runner.describe(best.number, best.params))
     return best
+
+
+# --- successive halving -----------------------------------------------------------------------
+def rung_summary(study: Study) -> List[dict]:
+    """Per bracket and rung: the budget and each trial's candidate, state, value and
+    outcome (``promoted``, ``eliminated``, ``complete``, ``suppressed``, ``failed``,
+    ``running``, ``waiting``, ``interrupted``)."""
+    trials = study.get_trials(deepcopy=False)
+    eliminated = set(study.user_attrs.get(ELIMINATED_ATTR, []))
+    seen = defaultdict(set)
+    for t in trials:
+        role = role_of(t)
+        if role is not None and counts_as_visit(t):
+            seen[(role['sh_bracket'], role['sh_candidate'])].add(role['sh_rung'])
+    groups = defaultdict(list)
+    for t in trials:
+        role = role_of(t)
+        if role is None:
+            continue
+        if not counts_as_visit(t):
+            outcome = 'interrupted' if t.state == TrialState.FAIL else 'pruned'
+        elif t.state == TrialState.COMPLETE:
+            later = any(r > role['sh_rung']
+                        for r in seen[(role['sh_bracket'], role['sh_candidate'])])
+            outcome = ('promoted' if later else
+                       'eliminated' if role['sh_candidate'] in eliminated else 'complete')
+        elif is_suppressed(t):
+            outcome = 'suppressed'
+        else:
+            outcome = t.state.name.lower().replace('fail', 'failed')
+        groups[(role['sh_bracket'], role['sh_rung'])].append(dict(
+            trial=t.number, candidate=role['sh_candidate'], state=t.state.name,
+            value=t.values[0] if t.state == TrialState.COMPLETE else None, outcome=outcome,
+            reason=(t.user_attrs.get('suppressed') or {}).get('reason')))
+    out = []
+    for (bracket, rung), rows in sorted(groups.items()):
+        budget = next((trials[r['trial']].user_attrs['sh_budget'] for r in rows), None)
+        out.append(dict(bracket=bracket, rung=rung, budget=budget, trials=rows))
+    return out
+
+
+
+def write_halving_report(study: Study, space: SearchSpace, searcher, work_dir: str,
+                         metric: str) -> None:
+    """Adds the rung columns to ``results.csv`` / ``results.md`` and writes
+    ``successive_halving.json`` and ``halving.png``."""
+    summary = rung_summary(study)
+    outcome = {row['trial']: row['outcome'] for rung in summary for row in rung['trials']}
+    rows = []
+    trials = study.get_trials(deepcopy=False)
+    for row in result_rows(study, space, metric):
+        role = role_of(trials[row['trial']]) or {}
+        new = {}
+        for key, value in row.items():
+            new[key] = value
+            if key == 'state':
+                for column, attr in (('bracket', 'sh_bracket'), ('rung', 'sh_rung'),
+                                     ('budget', 'sh_budget'), ('candidate', 'sh_candidate')):
+                    new[column] = role.get(attr, '')
+                new['outcome'] = outcome.get(row['trial'], '')
+        rows.append(new)
+    best = searcher.best_trial(study)
+    write_tables(rows, work_dir, best.number if best is not None else None)
+    data = dict(schedule=study.user_attrs.get(SCHEDULE_ATTR),
+                probabilities=study.user_attrs.get(PROBABILITIES_ATTR),
+                eliminated=study.user_attrs.get(ELIMINATED_ATTR, []), rungs=summary,
+                best_trial=best.number if best is not None else None)
+    _atomic_write(osp.join(work_dir, 'successive_halving.json'),
+                  json.dumps(data, indent=1, default=str) + '\n')
+    plot_halving(study, summary, osp.join(work_dir, 'halving.png'), metric)

@@ -32,9 +32,8 @@ from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from .space import SearchSpace
+from .trials import counts_as_visit, trial_params, trial_rng
 
-#: Trial system attribute set on trials whose worker died (they are retried, not counted).
-INTERRUPTED_KEY = 'kdzoo:interrupted'
 REWARDS = ('metric', 'autokd')
 
 
@@ -64,22 +63,6 @@ class Node:
 
     def child(self, index: int) -> Optional['Node']:
         return self.children.get(index)
-
-
-def trial_params(trial: FrozenTrial) -> Dict[str, Any]:
-    """The parameters of a trial; a WAITING trial's are its fixed (enqueued) ones."""
-    if trial.params:
-        return trial.params
-    return dict(trial.system_attrs.get('fixed_params', {}))
-
-
-def counts_as_visit(trial: FrozenTrial) -> bool:
-    """Trials that the tree counts: trained, training or queued (not pruned/interrupted)."""
-    if trial.state == TrialState.PRUNED:
-        return False
-    if trial.state == TrialState.FAIL and trial.system_attrs.get(INTERRUPTED_KEY):
-        return False
-    return True
 
 
 def raw_reward(trial: FrozenTrial, reward: str = 'metric') -> Optional[float]:
@@ -181,12 +164,6 @@ def select_path(space: SearchSpace, root: Node, rng: random.Random, exploration:
         path.append(index)
         node = children[index]
     return tuple(path)
-
-
-def trial_rng(seed: Optional[int], number: int) -> random.Random:
-    """A random stream that depends only on the search seed and the trial number, so that
-    concurrent workers do not draw the same numbers and a resumed search draws the same."""
-    return random.Random(f'kdzoo-{seed}-{number}')
 
 
 class MCTSSampler(BaseSampler):
@@ -326,6 +303,5 @@ class SeededNSGAIISampler(NSGAIISampler):
 
 __all__ = [
     'MCTSSampler', 'SeededRandomSampler', 'SeededNSGAIISampler', 'Node',
-    'build_tree', 'select_path', 'ucb_score', 'normalised_rewards', 'trial_params',
-    'counts_as_visit', 'trial_rng', 'stratified_point', 'INTERRUPTED_KEY'
+    'build_tree', 'select_path', 'ucb_score', 'normalised_rewards', 'stratified_point'
 ]

@@ -1,9 +1,8 @@
 """Searchers: what a config's ``search.searcher`` names (registered in ``SEARCHERS``).
 
-A searcher decides the study's objectives and builds its Optuna sampler; the search loop
-(:class:`kdzoo.search.runner.SearchLoop`) is shared. A searcher that needs its own loop
-(e.g. successive halving with rungs that resume survivors) overrides
-:meth:`BaseSearcher.search`.
+A searcher decides the study's objectives, builds its Optuna sampler and plans the rounds
+of the one search loop (:class:`kdzoo.search.loop.SearchLoop`) through the small interface
+of :class:`BaseSearcher` (``begin`` / ``plan`` / ``assign`` / ``told`` / ``end``).
 
 ==========  =============================================================================
 ``random``  Optuna's RandomSampler, seeded per trial.
@@ -13,11 +12,12 @@ A searcher decides the study's objectives and builds its Optuna sampler; the sea
             parameter count (minimised), with ``param_budget`` as a constraint.
 ==========  =============================================================================
 
-``successive_halving`` (UniADS' rung loop with loss suppression) is
-:class:`kdzoo.search.halving.SuccessiveHalvingSearcher`.
+``successive_halving`` (UniADS' rungs with loss suppression) is
+:class:`kdzoo.search.halving.SuccessiveHalvingSearcher`; it plans rungs instead of single
+trials.
 """
 import os.path as osp
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import optuna
 from optuna.samplers import BaseSampler, BruteForceSampler
@@ -25,12 +25,22 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from kdzoo.registry import SEARCHERS
+from .protocol import Job, Plan, Reject, SearchState, TrialResult
 from .samplers import MCTSSampler, SeededNSGAIISampler, SeededRandomSampler
 from .space import SearchSpace
+from .trials import budget_trials, params_key, trial_params
 
 
 class BaseSearcher:
-    """One objective (the metric) and a sampler; subclasses implement :meth:`sampler`."""
+    """A searcher: its objectives, its Optuna sampler, and what the loop should do next.
+
+    The loop (:class:`~kdzoo.search.loop.SearchLoop`) calls, in order: :meth:`begin` once,
+    then per round :meth:`plan`, :meth:`assign` for the asked trial and :meth:`told` after
+    it was told; :meth:`end` once. ``plan`` and ``assign`` decide from a read-only
+    :class:`~kdzoo.search.protocol.SearchState`; the loop does all the writing. The default
+    plan asks until ``n_trials`` trials (study-wide) are used or every valid distiller was
+    tried; subclasses implement :meth:`sampler`.
+    """
 
     #: names of the objectives after the metric (e.g. ``['param_count']``)
     extra_objectives: Sequence[str] = ()
@@ -39,6 +49,7 @@ class BaseSearcher:
 
     def __init__(self, seed: Optional[int] = 0):
         self.seed = seed
+        self.space: Optional[SearchSpace] = None
 
     def directions(self, direction: str) -> List[str]:
         return [direction] + ['minimize'] * len(self.extra_objectives)
@@ -46,6 +57,52 @@ class BaseSearcher:
     def sampler(self, space: SearchSpace) -> BaseSampler:
         raise NotImplementedError  # abstract
 
+    # --- the loop's interface ---
+    def begin(self, space: SearchSpace, state: SearchState, max_epochs: Optional[int] = None,
+              stale_after: float = 600.0) -> Plan:
+        """Called once before the first round; the returned plan's ``records`` are stored
+        and its ``reason`` (if any) is logged."""
+        self.space = space
+        return Plan()
+
+    def plan(self, state: SearchState) -> Plan:
+        """What to do next."""
+        used = len(budget_trials(state.trials))
+        waiting = any(t.state == TrialState.WAITING for t in state.trials)
+        if used >= state.n_trials and not waiting:
+            return Plan('stop', f'{used} of {state.n_trials} trials used')
+        if not self.allow_duplicates and space_exhausted(self.space, state.trials):
+            return Plan('stop', f'all {len(self.space)} valid distillers of the space were '
+                        f'tried')
+        return Plan()
+
+    def assign(self, trial: FrozenTrial, state: SearchState, plan: Plan) -> Union[Job, Reject]:
+        """The job of an asked trial, or why it is not trained."""
+        earlier = [t for t in budget_trials(state.trials) if t.number < trial.number]
+        if len(earlier) >= state.n_trials:
+            return Reject('budget already used by other workers', stop=True)
+        params = dict(trial.params)
+        reason = self.space.check(params)
+        if reason is None and not self.allow_duplicates:
+            key = params_key(params)
+            dup = [t.number for t in earlier if params_key(trial_params(t)) == key]
+            reason = f'duplicate of trial {dup[0]}' if dup else None
+        if reason is not None:
+            return Reject(reason)
+        label = f'trial {trial.number} ({len(earlier) + 1}/{state.n_trials})'
+        if 'retry_of' in trial.user_attrs:
+            label += f' [retry of trial {trial.user_attrs["retry_of"]}]'
+        return Job(trial.number, params, label=label)
+
+    def told(self, job: Job, result: TrialResult, state: SearchState) -> Plan:
+        """After a trial was told: records to store, work dirs to release."""
+        return Plan()
+
+    def end(self, state: SearchState) -> Plan:
+        """After the last round: records to store, work dirs to release."""
+        return Plan()
+
+    # --- results ---
     def values(self, metric: float, attrs: Dict) -> List[float]:
         """Objective values told to Optuna for a trial with ``metric`` and user ``attrs``."""
         return [metric] + [float(attrs[name]) for name in self.extra_objectives]
@@ -71,10 +128,12 @@ class BaseSearcher:
     def plots(self, study: Study, space: SearchSpace, work_dir: str, metric: str) -> None:
         """Searcher-specific plots written next to ``progress.png``."""
 
-    def search(self, loop) -> None:
-        """Run the ask / evaluate / tell loop (``loop`` is a
-        :class:`~kdzoo.search.runner.SearchLoop`)."""
-        loop.run()
+
+def space_exhausted(space: SearchSpace, trials: Sequence[FrozenTrial]) -> bool:
+    """Whether the budget trials cover every valid distiller of ``space``."""
+    tried = {space.path_of(trial_params(t)) for t in budget_trials(trials)}
+    tried.discard(None)
+    return len(tried) >= len(space)
 
 
 @SEARCHERS.register_module(name='random')
@@ -124,7 +183,7 @@ class MCTSSearcher(BaseSearcher):
         return MCTSSampler(space, seed=self.seed, **self.kwargs)
 
     def plots(self, study: Study, space: SearchSpace, work_dir: str, metric: str) -> None:
-        from .report import plot_mcts_visits
+        from .plots import plot_mcts_visits
         root = self.sampler(space).tree(study)
         plot_mcts_visits(space, root, osp.join(work_dir, 'mcts_visits.png'))
 
@@ -183,7 +242,7 @@ class NSGA2Searcher(BaseSearcher):
                                    space=design, **self.operators)
 
     def plots(self, study: Study, space: SearchSpace, work_dir: str, metric: str) -> None:
-        from .report import plot_pareto
+        from .plots import plot_pareto
         plot_pareto(study, osp.join(work_dir, 'pareto.png'), metric, self.param_budget)
 
 

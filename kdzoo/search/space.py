@@ -26,11 +26,13 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from optuna.distributions import CategoricalDistribution
 
 from kdzoo.kd.base import build_distance, build_transform, check_chain, registered
+from kdzoo.kd.term import TERM_KEYS
 from kdzoo.registry import DISTANCES, KD_TRANSFORMS
+from kdzoo.utils import check_keys, missing_keys
 
-#: Keys a term template may have.
-TERM_KEYS = ('student', 'teacher', 'transform_slots', 'transforms', 'distance', 'weight',
-             'tau', 'input_rank', 'connector', 'name')
+#: Keys a term template may have: a distill term's keys (one list, shared with the
+#: Distiller) plus the search-only ones.
+TEMPLATE_KEYS = TERM_KEYS + ('transform_slots', 'input_rank')
 #: Sentinel state: the rank walk went wrong (invalid prefix).
 _INVALID = object()
 
@@ -134,10 +136,8 @@ def _generate(registry, spec: dict, kind: str) -> List[Any]:
     """Names from a registry: ``dict(generate=dict(family=..., rank=...), include=[...],
     exclude=[...])``; transforms always get the no-op ``'no'`` first unless
     ``include_no=False``."""
-    unknown = sorted(set(spec) - {'generate', 'include', 'exclude', 'include_no', 'num_slots'})
-    if unknown:
-        raise KeyError(f'search space: unknown keys {unknown} in a generated {kind} choice '
-                       f'list; valid: generate, include, exclude, include_no, num_slots')
+    check_keys(spec, ('generate', 'include', 'exclude', 'include_no', 'num_slots'),
+               f'a generated {kind} choice list of the search space')
     names = list(registered(registry, **dict(spec.get('generate') or {})))
     names = [n for n in names if n not in set(spec.get('exclude', ()))]
     for extra in spec.get('include', ()):
@@ -202,21 +202,14 @@ class SearchSpace:
     @classmethod
     def from_config(cls, space: dict) -> 'SearchSpace':
         space = _plain(dict(space))
-        unknown = sorted(set(space) - {'terms', 'student', 'cfg'})
-        if unknown:
-            raise KeyError(f'search.space has unknown keys {unknown}; valid: terms, '
-                           f'student, cfg')
+        check_keys(space, ('terms', 'student', 'cfg'), 'search.space')
         return cls(space.get('terms', ()), space.get('student'), space.get('cfg'))
 
     # --- construction --------------------------------------------------------------------
     def _add_term(self, index: int, template: dict) -> None:
-        unknown = sorted(set(template) - set(TERM_KEYS))
-        if unknown:
-            raise KeyError(f'search.space.terms[{index}] has unknown keys {unknown}; valid '
-                           f'keys: {list(TERM_KEYS)}')
-        for key in ('student', 'teacher', 'distance'):
-            if key not in template:
-                raise KeyError(f'search.space.terms[{index}] needs the key {key!r}')
+        check_keys(template, TEMPLATE_KEYS, f'search.space.terms[{index}]')
+        missing_keys(template, ('student', 'teacher', 'distance'),
+                     f'search.space.terms[{index}]')
         if 'transforms' in template and 'transform_slots' in template:
             raise KeyError(f'search.space.terms[{index}]: give transform_slots (searched) or '
                            f'transforms (a fixed chain), not both')
@@ -363,6 +356,28 @@ class SearchSpace:
                 line.pop('transforms')
             ordered.append(line)
         return ordered, student, cfg
+
+    def reordered(self, names: Sequence[str]) -> 'SearchSpace':
+        """A copy whose decisions come in the order of ``names`` (the first ones; the rest
+        keep their order). Only the tree order (MCTS) changes; the parameters stay the same.
+        Within a term, transform slots must stay before its distance (the rank walk needs
+        them first)."""
+        by_name = {d.name: d for d in self.decisions}
+        unknown = [n for n in names if n not in by_name]
+        if unknown:
+            raise KeyError(f'unknown decisions {unknown}; the space has {self.names}')
+        order = [by_name[n] for n in names] + [d for d in self.decisions
+                                               if d.name not in names]
+        for i, d in enumerate(order):
+            if d.kind == 'transform':
+                later = [e for e in order[:i]
+                         if e.kind == 'distance' and e.target[1] == d.target[1]]
+                if later:
+                    raise ValueError(f'{d.name} must come before {later[0].name}')
+        out = copy.copy(self)
+        out.decisions = order
+        out._count = lru_cache(maxsize=None)(out._count_uncached)
+        return out
 
     def describe(self) -> str:
         lines = [f'{len(self.decisions)} decisions, {self.count()} valid distillers:']

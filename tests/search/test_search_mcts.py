@@ -10,10 +10,11 @@ import pytest
 from optuna.study import StudyDirection
 from optuna.trial import TrialState, create_trial
 
-from kdzoo.search import (SearchLoop, SearchSpace, TrialResult, build_searcher, build_tree,
-                          open_storage, recover_orphans, select_path, ucb_score)
-from kdzoo.search.runner import WORKER_KEY, worker_identity
-from kdzoo.search.samplers import INTERRUPTED_KEY, MCTSSampler, normalised_rewards
+from kdzoo.search import (SearchLoop, SearchSpace, TrialBook, TrialResult, build_searcher,
+                          build_tree, open_storage, select_path, ucb_score)
+from kdzoo.search.samplers import MCTSSampler, normalised_rewards
+from kdzoo.search.trials import INTERRUPTED_KEY, WORKER_KEY, worker_identity
+from search_helpers import new_book
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -107,16 +108,15 @@ def chain_space():
 
 def run_loop(space, searcher_cfg, objective, n_trials, seed=0, storage=None, name=None):
     searcher = build_searcher(searcher_cfg, seed)
-    study = optuna.create_study(direction='maximize', sampler=searcher.sampler(space),
-                                storage=storage, study_name=name, load_if_exists=True)
+    book = new_book(searcher, space, storage, name)
     calls = []
 
-    def evaluate(number, params, heartbeat):
-        calls.append(params)
-        return TrialResult(value=objective(params))
+    def evaluate(job, heartbeat):
+        calls.append(job.params)
+        return TrialResult(value=objective(job.params))
 
-    SearchLoop(study, space, searcher, evaluate, n_trials, log=None).run()
-    return study, calls
+    SearchLoop(book, space, searcher, evaluate, n_trials, log=None).run()
+    return book.study, calls
 
 
 def test_mcts_proposes_only_valid_and_new_distillers():
@@ -206,13 +206,14 @@ def test_orphaned_trials_are_failed_and_retried_once(tmp_path):
     storage = open_storage(str(tmp_path / 's.journal'), str(tmp_path))
     study = optuna.create_study(storage=storage, study_name='s', direction='maximize')
     dists = space.distributions()
+    book = TrialBook(study, storage)
     orphan = study.ask(dists)
-    storage.set_trial_system_attr(orphan._trial_id, WORKER_KEY,
+    storage.set_trial_system_attr(book.trial_id(orphan.number), WORKER_KEY,
                                   dict(worker_identity(), pid=dead_pid(), start=None))
     alive = study.ask(dists)
-    storage.set_trial_system_attr(alive._trial_id, WORKER_KEY, worker_identity())
-    assert recover_orphans(study) == [orphan.number]
-    assert recover_orphans(study) == []
+    book.claim(alive.number)
+    assert book.recover_orphans() == [orphan.number]
+    assert book.recover_orphans() == []
     trials = study.get_trials()
     assert trials[orphan.number].state == TrialState.FAIL
     assert trials[orphan.number].system_attrs[INTERRUPTED_KEY]
@@ -227,15 +228,15 @@ def test_nsga2_tells_accuracy_and_size_with_the_budget_as_a_constraint():
         terms=[dict(student='s', teacher='t', distance=['kl', 'l2'], weight=[1.0, 5.0])],
         student=dict(width_mult=[0.25, 0.5, 1.0])))
     searcher = build_searcher(dict(type='nsga2', population_size=4, param_budget=50))
-    study = optuna.create_study(directions=searcher.directions('maximize'),
-                                sampler=searcher.sampler(space))
+    book = new_book(searcher, space)
+    study = book.study
 
-    def evaluate(number, params, heartbeat):
-        width = params['student.width_mult']
-        return TrialResult(value=10 * width + (params['kd0.distance'] == 'kl'),
+    def evaluate(job, heartbeat):
+        width = job.params['student.width_mult']
+        return TrialResult(value=10 * width + (job.params['kd0.distance'] == 'kl'),
                            attrs=dict(param_count=int(100 * width)))
 
-    SearchLoop(study, space, searcher, evaluate, 8, log=None).run()
+    SearchLoop(book, space, searcher, evaluate, 8, log=None).run()
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert len(complete) == 8
     for t in complete:
@@ -271,14 +272,15 @@ def test_nsga2_first_generation_is_stratified_then_evolves():
     for init in ('stratified', 'random'):
         searcher = build_searcher(dict(type='nsga2', population_size=8,
                                        initial_population=init), seed=3)
-        study = optuna.create_study(directions=searcher.directions('maximize'),
-                                    sampler=searcher.sampler(space))
+        book = new_book(searcher, space)
+        study = book.study
 
-        def evaluate(number, params, heartbeat):
+        def evaluate(job, heartbeat):
+            params = job.params
             return TrialResult(value=params['kd0.weight'] + (params['kd0.tau'] == 1.0),
                                attrs=dict(param_count=1))
 
-        SearchLoop(study, space, searcher, evaluate, 16, log=None).run()
+        SearchLoop(book, space, searcher, evaluate, 16, log=None).run()
         first = sorted((t for t in study.trials
                         if t.system_attrs.get(key) == 0),
                        key=lambda t: t.number)

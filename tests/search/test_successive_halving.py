@@ -20,9 +20,11 @@ from mmengine.logging import MessageHub
 from optuna.trial import TrialState
 
 from kdzoo.engine import EarlyStopOnGoodEnoughHook, LossSuppressed, LossSuppressionHook
-from kdzoo.search import SearchLoop, SearchSpace, TrialResult, apply_proxy, build_searcher
-from kdzoo.search.halving import (ELIMINATED_ATTR, PROBABILITIES_ATTR, operation_weights,
-                                  prior_weights, rung_schedule, rung_summary, sample_path)
+from kdzoo.search import (SearchLoop, SearchSpace, TrialBook, TrialResult, apply_proxy,
+                          build_searcher, open_storage, rung_summary)
+from kdzoo.search.halving import rung_schedule
+from kdzoo.search.operations import (ELIMINATED_ATTR, PROBABILITIES_ATTR, normalised,
+                                     operation_weights, prior_weights, sample_path)
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 ENV = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
@@ -174,7 +176,8 @@ class FakeTraining:
         self.calls, self.epochs = [], {}
         self.interrupt_at = interrupt_at
 
-    def __call__(self, candidate, params, heartbeat, budget, resume):
+    def __call__(self, job, heartbeat):
+        candidate, params, budget, resume = job.work, job.params, job.budget, job.resume
         self.calls.append((candidate, budget, resume))
         if self.interrupt_at is not None and len(self.calls) == self.interrupt_at:
             raise KeyboardInterrupt
@@ -190,15 +193,18 @@ class FakeTraining:
         return TrialResult(value=score + budget)
 
 
-def fake_search(study, searcher, space, fake, n_trials=8):
-    loop = SearchLoop(study, space, searcher, fake, n_trials=n_trials, log=None)
-    searcher.search(loop)
+def fake_search(book, searcher, space, fake, n_trials=8):
+    loop = SearchLoop(book, space, searcher, fake, n_trials=n_trials, log=None)
+    loop.run()
     return loop
 
 
 def new_study(searcher, space, storage=None):
-    return optuna.create_study(direction='maximize', sampler=searcher.sampler(space),
-                               storage=storage, study_name='sh', load_if_exists=True)
+    storage = optuna.storages.InMemoryStorage() if storage is None else \
+        open_storage(storage, '.')
+    study = optuna.create_study(direction='maximize', sampler=searcher.sampler(space),
+                                storage=storage, study_name='sh', load_if_exists=True)
+    return TrialBook(study, storage)
 
 
 def test_rung_loop_promotes_the_best_suppresses_and_lowers_probabilities():
@@ -206,10 +212,11 @@ def test_rung_loop_promotes_the_best_suppresses_and_lowers_probabilities():
     searcher = build_searcher(dict(type='successive_halving', n_candidates=8, eta=2,
                                    min_budget=1, max_budget=4, suppression_factor=0.5,
                                    probabilities={'kd0.weight': [1, 1, 2]}), seed=0)
-    study = new_study(searcher, space)
+    book = new_study(searcher, space)
+    study = book.study
     study.enqueue_trial({'kd0.weight': 1e30, 'kd0.distance': 'kl'})  # a warm start
     fake = FakeTraining()
-    fake_search(study, searcher, space, fake)
+    fake_search(book, searcher, space, fake)
     summary = rung_summary(study)
     rung0 = study.trials[:8]
     assert rung0[0].user_attrs['suppressed'] and rung0[0].params['kd0.weight'] == 1e30
@@ -246,7 +253,6 @@ def test_rung_loop_promotes_the_best_suppresses_and_lowers_probabilities():
 
 
 def probs_after(space, trials):
-    from kdzoo.search.halving import normalised
     return normalised(operation_weights(space, trials,
                                         prior_weights(space, {'kd0.weight': [1, 1, 2]})),
                       space)
@@ -274,10 +280,11 @@ def test_rung_loop_resumes_after_an_interruption(tmp_path):
                 reference)
 
     searcher = build_searcher(kwargs, seed=0)
-    study = new_study(searcher, space, storage)
+    book = new_study(searcher, space, storage)
+    study = book.study
     killed = FakeTraining(interrupt_at=5)  # the first rung-1 run is interrupted
     with pytest.raises(KeyboardInterrupt):
-        fake_search(study, searcher, space, killed)
+        fake_search(book, searcher, space, killed)
     assert study.trials[4].state == TrialState.FAIL
     assert study.trials[4].system_attrs['kdzoo:interrupted']
     searcher = build_searcher(kwargs, seed=0)
@@ -300,8 +307,8 @@ def test_rung_loop_resumes_after_an_interruption(tmp_path):
 WORKER = """
 import json, os, sys, time
 import optuna
-from kdzoo.search import SearchLoop, SearchSpace, TrialResult, build_searcher
-from kdzoo.search.runner import open_storage
+from kdzoo.search import SearchLoop, SearchSpace, TrialBook, TrialResult, build_searcher
+from kdzoo.search import open_storage
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 storage, log = open_storage(sys.argv[1], '.'), sys.argv[2]
 space = SearchSpace.from_config(dict(terms=[dict(
@@ -313,7 +320,8 @@ searcher = build_searcher(dict(type='successive_halving', n_candidates=8, eta=2,
 study = optuna.create_study(direction='maximize', sampler=searcher.sampler(space),
                             storage=storage, study_name='sh2', load_if_exists=True)
 
-def train(candidate, params, heartbeat, budget, resume):
+def train(job, heartbeat):
+    candidate, params, budget, resume = job.work, job.params, job.budget, job.resume
     time.sleep(0.3)  # long enough that both workers join before the rungs are done
     with open(log, 'a') as f:
         f.write(json.dumps([os.getpid(), candidate, budget, resume]) + '\\n')
@@ -322,7 +330,7 @@ def train(candidate, params, heartbeat, budget, resume):
         + params['kd0.weight'] / 10 + params['kd0.tau'] / 100
     return TrialResult(value=score + budget)
 
-searcher.search(SearchLoop(study, space, searcher, train, n_trials=8, log=None))
+SearchLoop(TrialBook(study, storage), space, searcher, train, n_trials=8, log=None).run()
 """
 
 
@@ -330,7 +338,6 @@ searcher.search(SearchLoop(study, space, searcher, train, n_trials=8, log=None))
 def test_successive_halving_with_two_workers_on_one_storage(backend, tmp_path, request):
     """Two workers share the rungs: each promotion runs once, in either worker, resuming
     the candidate; a worker waits while the rung it needs is trained by the other."""
-    from kdzoo.search.runner import open_storage
     script = tmp_path / 'worker.py'
     script.write_text(WORKER)
     url = (str(tmp_path / 'search.journal') if backend == 'journal' else

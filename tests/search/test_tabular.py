@@ -6,11 +6,12 @@ import math
 import optuna
 import pytest
 
-from kdzoo.search import SearchSpace
-from kdzoo.search.tabular import (DEFAULT_TABLES, Table, TabularObjective, append_rows,
-                                  best_so_far, expected_random_hit, load_space, load_table,
-                                  quantile, read_table_file, regret_curve, replay, row_key,
-                                  summarize, trials_to_top, write_header)
+from kdzoo.benchmarks.tabular import (DEFAULT_TABLES, Table, TabularObjective, append_rows,
+                                      best_so_far, expected_random_hit, load_space,
+                                      load_table, quantile, read_table_file, regret_curve,
+                                      replay, row_key, summarize, trials_to_top,
+                                      write_header)
+from kdzoo.search import Job, SearchSpace
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SEARCHERS = ['random', 'grid', 'mcts', 'nsga2']
@@ -125,14 +126,14 @@ def test_objective_returns_the_table_value(small):
     objective = TabularObjective(table, space, param_count=123)
     for params in valid(space):
         row = table.lookup(params)
-        result = objective.evaluate(0, params)
+        result = objective.evaluate(Job(0, params))
         if row['state'] == 'ok':
             assert result.error is None and result.value == row['metric']
             assert result.attrs['param_count'] == 123
         else:
             assert result.value is None and result.error.startswith('nan')
     missing = dict(valid(space)[0], **{'kd0.tau': 2.0})
-    assert 'not in the table' in objective.evaluate(0, missing).error
+    assert 'not in the table' in objective.evaluate(Job(0, missing)).error
     # as a plain Optuna objective: invalid chains pruned, failed rows FAIL
     study = optuna.create_study(direction='maximize',
                                 sampler=optuna.samplers.BruteForceSampler(seed=0))
@@ -213,8 +214,20 @@ def test_shipped_table_covers_its_space():
         assert len(run.values) == 15
 
 
+def test_replaying_successive_halving_runs_its_rungs(small):
+    """The replay goes through the search entry point, so halving plans rungs: survivors
+    are promoted (same parameters, a larger budget, resumed) instead of one flat loop."""
+    space, table = small
+    run = replay(table, space, dict(type='successive_halving', n_candidates=8, eta=2,
+                                    min_budget=1, max_budget=4), 0, 8)
+    # 8 candidates at 1 epoch, 4 at 2, 2 at 4: promotions repeat their candidate's params
+    distinct = {tuple(sorted(p.items())) for p in run.params}
+    assert len(run.values) > len(distinct) >= 6
+    assert 'bracket' in run.stop_reason
+
+
 def test_random_reference_and_reorder(small):
-    from kdzoo.search.tabular import random_hit_median, reorder
+    from kdzoo.benchmarks.tabular import random_hit_median, reorder
     assert random_hit_median(10, 10) == 1 and random_hit_median(2, 1) == 1
     assert random_hit_median(4, 1) == 2                  # P(hit in 2) = 1/2
     space, table = small

@@ -6,8 +6,8 @@ benchmark (docs/search_benchmark.md).
         [--teacher-checkpoint CKPT] [--teacher-epochs 1] [--work-dir work_dirs/tabular_fmnist]
 
 The shipped table is three such files, one per ``--seed`` (0, 1, 2; the default ``--out`` is
-``kdzoo/search/benchmarks/fmnist_kd_table_seed<SEED>.csv``), all with the same teacher
-(``--teacher-checkpoint``); :func:`kdzoo.search.tabular.load_table` averages them.
+``kdzoo/benchmarks/data/fmnist_kd_table_seed<SEED>.csv``), all with the same teacher
+(``--teacher-checkpoint``); :func:`kdzoo.benchmarks.tabular.load_table` averages them.
 
 1. The teacher (the base config's ``model.teacher``) is trained once on its own config
    (``--teacher-epochs``), unless ``--teacher-checkpoint`` gives one; either way its top-1 on
@@ -44,9 +44,9 @@ from mmengine.config import Config  # noqa: E402
 from mmengine.hooks import Hook  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
+from kdzoo.benchmarks.tabular import (append_rows, read_table_file, row_key,  # noqa: E402
+                                      seed_table, write_header)
 from kdzoo.search import SearchSpace, TrialRunner, apply_proxy, search_settings  # noqa: E402
-from kdzoo.search.tabular import (append_rows, read_table_file, row_key,  # noqa: E402
-                                  seed_table, write_header)
 from kdzoo.utils import register_all_modules  # noqa: E402
 
 
@@ -172,7 +172,7 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('config', nargs='?', default='configs/search/tabular_fmnist_space.py')
     parser.add_argument('--out', default=None,
-                        help='default: kdzoo/search/benchmarks/fmnist_kd_table_seed<SEED>.csv')
+                        help='default: kdzoo/benchmarks/data/fmnist_kd_table_seed<SEED>.csv')
     parser.add_argument('--work-dir', default='work_dirs/tabular_fmnist')
     parser.add_argument('--teacher-checkpoint', help='skip the teacher training')
     parser.add_argument('--teacher-epochs', type=int, default=1)
@@ -208,7 +208,7 @@ def main(argv=None):
     apply_proxy(base, search['proxy'])
     if args.seed is not None:
         base.randomness = dict(base.get('randomness') or {}, seed=args.seed)
-    maker = TrialRunner(base, space, args.work_dir, metric=metric, count_params=False)
+    maker = TrialRunner(base, space, args.work_dir, count_params=False)
     every = valid_params(space)
     combos = every[::args.every]
     if args.shard:

@@ -27,9 +27,9 @@ if ROOT not in sys.path:
 
 from scipy.stats import mannwhitneyu, spearmanr  # noqa: E402
 
-from kdzoo.search.tabular import (DEFAULT_TABLES, expected_random_hit, load_space,  # noqa: E402
-                                  load_table, random_hit_median, reorder, replay,
-                                  summarize)
+from kdzoo.benchmarks.tabular import (DEFAULT_TABLES, expected_random_hit, load_space,  # noqa: E402
+                                      load_table, random_hit_median, reorder, replay,
+                                      summarize)
 
 
 def parse_searcher(spec: str):
@@ -85,7 +85,7 @@ def describe_table(table, fraction) -> list:
     """Markdown lines: the best distillers, and the mean value per choice of every decision
     with how many of the top ``fraction`` distillers have it."""
     ok = [r for r in table.rows.values() if r['state'] == 'ok']
-    sign = table._sign()
+    sign = table.sign
     best = sorted(ok, key=lambda r: -sign * r['metric'])[:4]
     lines = ['', 'Best distillers: ' + '; '.join(
         ' + '.join(str(r[n]) for n in table.names) + f' ({r["metric"]:.2f})' for r in best)

@@ -2,13 +2,14 @@
 
 Every distiller of a small search space was trained once on a proxy
 (``tools/analysis/build_tabular_benchmark.py``), once per training seed, and its metric
-stored in CSV tables (``kdzoo/search/benchmarks/fmnist_kd_table_seed{0,1,2}.csv``, averaged
+stored in CSV tables (``kdzoo/benchmarks/data/fmnist_kd_table_seed{0,1,2}.csv``, averaged
 on load). A searcher can then be run against the
 table many times, over many seeds, in seconds: the objective looks the trial's parameters
-up instead of training (as NAS-Bench-101/201 do for architecture search). The replay uses
-the same :class:`~kdzoo.search.runner.SearchLoop` as ``tools/search.py`` (invalid chains
-and duplicates are PRUNED and do not use the budget, failed rows FAIL and do), so what is
-measured is the searcher as kdzoo runs it.
+up instead of training (as NAS-Bench-101/201 do for architecture search). The replay runs
+through the entry point of ``tools/search.py`` (:func:`kdzoo.search.run_search`: invalid
+chains and duplicates are PRUNED and do not use the budget, failed rows FAIL and do;
+successive halving plans its rungs), so what is measured is the searcher as kdzoo runs
+it.
 
 Table format: ``#`` comment lines (how the table was made), then a CSV header with the
 space's parameter names (``kd0.transform0``, ``kd0.distance``, ...) followed by
@@ -30,11 +31,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-from .runner import SearchLoop, TrialResult
-from .space import SearchSpace
+from kdzoo.search import Job, SearchSpace, TrialResult
 
 #: Where the shipped tables live.
-BENCHMARK_DIR = osp.join(osp.dirname(osp.abspath(__file__)), 'benchmarks')
+BENCHMARK_DIR = osp.join(osp.dirname(osp.abspath(__file__)), 'data')
 
 
 def seed_table(seed: int) -> str:
@@ -173,18 +173,20 @@ class Table:
     def ok_values(self) -> List[float]:
         return [r['metric'] for r in self.rows.values() if r['state'] == 'ok']
 
-    def _sign(self) -> int:
+    @property
+    def sign(self) -> int:
+        """+1 when larger values are better, else -1."""
         return 1 if self.direction == 'maximize' else -1
 
     @property
     def best(self) -> float:
         """The best value of the table (over its ``ok`` rows)."""
-        s = self._sign()
+        s = self.sign
         return s * max(s * v for v in self.ok_values)
 
     @property
     def worst(self) -> float:
-        s = self._sign()
+        s = self.sign
         return s * min(s * v for v in self.ok_values)
 
     def top_threshold(self, fraction: float = 0.05) -> float:
@@ -192,7 +194,7 @@ class Table:
         included) are in the top ``fraction``."""
         if not 0 < fraction <= 1:
             raise ValueError(f'fraction={fraction}; must be in (0, 1]')
-        s = self._sign()
+        s = self.sign
         values = sorted((s * v for v in self.ok_values), reverse=True)
         k = max(1, math.ceil(fraction * len(values)))
         return s * values[k - 1]
@@ -200,7 +202,7 @@ class Table:
     def in_top(self, value: float, fraction: float = 0.05) -> bool:
         if value is None or not math.isfinite(value):
             return False
-        return self._sign() * value >= self._sign() * self.top_threshold(fraction)
+        return self.sign * value >= self.sign * self.top_threshold(fraction)
 
     def missing(self, space: SearchSpace) -> List[Dict[str, Any]]:
         """The valid distillers of ``space`` that the table has no row for."""
@@ -297,43 +299,27 @@ def load_space(config: Optional[str] = None) -> SearchSpace:
     """The search space of a search config (default: the shipped table's space config,
     relative to the repository root)."""
     from mmengine.config import Config
-    from .runner import REPO_ROOT, search_settings
+
+    from kdzoo.search import load_search
+    from kdzoo.search.runner import REPO_ROOT
     config = config or osp.join(REPO_ROOT, DEFAULT_SPACE_CONFIG)
-    return SearchSpace.from_config(search_settings(Config.fromfile(config).get('search'))
-                                   ['space'])
+    return load_search(Config.fromfile(config))[1]
 
 
 def reorder(space: SearchSpace, names: Sequence[str]) -> SearchSpace:
-    """A copy of ``space`` whose decisions come in the order of ``names`` (the first ones;
-    the rest keep their order). Only the order of the tree (MCTS) changes; the parameters and
-    the table keys stay the same. Within a term, transform slots must stay before its
-    distance (the rank walk needs them first)."""
-    import copy
-    from functools import lru_cache
-    by_name = {d.name: d for d in space.decisions}
-    unknown = [n for n in names if n not in by_name]
-    if unknown:
-        raise KeyError(f'unknown decisions {unknown}; the space has {space.names}')
-    order = [by_name[n] for n in names] + [d for d in space.decisions if d.name not in names]
-    for i, d in enumerate(order):
-        if d.kind == 'transform':
-            later = [e for e in order[:i] if e.kind == 'distance' and e.target[1] == d.target[1]]
-            if later:
-                raise ValueError(f'{d.name} must come before {later[0].name}')
-    out = copy.copy(space)
-    out.decisions = order
-    out._count = lru_cache(maxsize=None)(out._count_uncached)
-    return out
+    """``space`` with its decisions in the order of ``names`` (see
+    :meth:`SearchSpace.reordered`)."""
+    return space.reordered(names)
 
 
 # --- the objective ------------------------------------------------------------------------
 class TabularObjective:
     """Looks trials up in a :class:`Table` instead of training them.
 
-    ``evaluate(number, params, heartbeat)`` is the evaluation function of a
-    :class:`~kdzoo.search.runner.SearchLoop` (a row that is not ``ok`` or is missing makes
-    the trial FAIL, as its training did); calling the object with an ``optuna.Trial``
-    makes it a plain Optuna objective over ``space`` (invalid distillers are pruned).
+    ``evaluate(job, heartbeat)`` is a search's evaluator (a row that is not ``ok`` or is
+    missing makes the trial FAIL, as its training did; a rung's budget does not change the
+    value); calling the object with an ``optuna.Trial`` makes it a plain Optuna objective
+    over ``space`` (invalid distillers are pruned).
 
     Args:
         table: the table.
@@ -349,8 +335,9 @@ class TabularObjective:
         self.param_count = param_count
         self.calls = 0
 
-    def evaluate(self, number: int, params: Dict[str, Any], heartbeat=None) -> TrialResult:
+    def evaluate(self, job: Job, heartbeat=None) -> TrialResult:
         self.calls += 1
+        params = job.params
         row = self.table.lookup(params)
         attrs = dict(param_count=self.param_count)
         if row is None:
@@ -369,7 +356,7 @@ class TabularObjective:
         reason = self.space.check(params)
         if reason is not None:
             raise optuna.TrialPruned(reason)
-        result = self.evaluate(trial.number, params)
+        result = self.evaluate(Job(trial.number, params))
         if result.error is not None:
             return math.nan  # Optuna marks the trial FAILED
         return result.value
@@ -389,36 +376,41 @@ class Run:
 
 def replay(table: Table, space: SearchSpace, searcher_cfg, seed: int, n_trials: int,
            max_rejects: int = 1000, name: Optional[str] = None,
-           param_count: float = 0.0) -> Run:
+           param_count: float = 0.0, max_epochs: int = 2) -> Run:
     """Run one searcher (a ``SEARCHERS`` name or dict) against ``table`` for ``n_trials``
-    budget trials, exactly as ``tools/search.py`` would run it, without training."""
+    budget trials through :func:`kdzoo.search.run_search`, as ``tools/search.py`` runs it,
+    without training, on an in-memory storage. ``max_epochs`` is the proxy schedule that
+    successive halving's rungs divide (the table holds one value per distiller)."""
+    import copy
+
     import optuna
     from optuna.trial import TrialState
 
-    from .searchers import build_searcher
+    from kdzoo.search import build_search, run_search
+    from kdzoo.search.settings import SEARCH_DEFAULTS
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    searcher = build_searcher(searcher_cfg, seed)
-    study = optuna.create_study(directions=searcher.directions(table.direction),
-                                sampler=searcher.sampler(space))
+    settings = copy.deepcopy(SEARCH_DEFAULTS)
+    settings.update(searcher=searcher_cfg, seed=seed, n_trials=n_trials,
+                    max_rejects=max_rejects, direction=table.direction)
     objective = TabularObjective(table, space, param_count)
-    loop = SearchLoop(study, space, searcher, objective.evaluate, n_trials,
-                      max_rejects=max_rejects, log=None)
-    loop.run()
-    used = sorted((t for t in study.get_trials(deepcopy=False)
-                   if t.state in (TrialState.COMPLETE, TrialState.FAIL)),
+    search = build_search(settings, space, optuna.storages.InMemoryStorage(),
+                          objective.evaluate, study_name=f'replay-{seed}',
+                          max_epochs=max_epochs)
+    stop_reason = run_search(search, report=False, log=None)
+    trials = search.study.get_trials(deepcopy=False)
+    used = sorted((t for t in trials if t.state in (TrialState.COMPLETE, TrialState.FAIL)),
                   key=lambda t: t.number)
     values = [t.values[0] if t.state == TrialState.COMPLETE else math.nan for t in used]
-    pruned = sum(t.state == TrialState.PRUNED for t in study.get_trials(deepcopy=False))
+    pruned = sum(t.state == TrialState.PRUNED for t in trials)
     if name is None:
         name = searcher_cfg if isinstance(searcher_cfg, str) else searcher_cfg.get('type')
-    return Run(str(name), seed, values, [dict(t.params) for t in used], pruned,
-               loop.stop_reason)
+    return Run(str(name), seed, values, [dict(t.params) for t in used], pruned, stop_reason)
 
 
 def best_so_far(table: Table, values: Sequence[float], n_trials: int) -> List[float]:
     """Best value after 1..n_trials trials (NaN before the first success; a run that
     stopped early keeps its last best)."""
-    s = table._sign()
+    s = table.sign
     out, best = [], math.nan
     for t in range(n_trials):
         if t < len(values) and values[t] is not None and math.isfinite(values[t]):

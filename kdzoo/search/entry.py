@@ -1,0 +1,147 @@
+"""The entry point of a search, shared by ``tools/search.py`` and the tabular benchmark.
+
+:func:`prepare_search` turns a search config into a :class:`Search` (settings, space,
+searcher, study, evaluator); :func:`run_search` runs the one loop over it;
+:func:`write_search_report` writes the results. The tabular benchmark passes its own
+``evaluate`` (a table look-up) and an in-memory storage, and runs exactly this.
+"""
+import copy
+import os
+import os.path as osp
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Optional, Tuple
+
+from mmengine.config import Config
+
+from .loop import SearchLoop
+from .report import write_report
+from .runner import TrialRunner
+from .searchers import BaseSearcher, build_searcher
+from .settings import Objective, apply_proxy, search_settings
+from .space import SearchSpace
+from .storage import open_storage, open_study
+from .trials import TrialBook
+
+
+def load_search(cfg: Config) -> Tuple[Dict[str, Any], SearchSpace]:
+    """The ``search`` settings of a config (defaults filled in) and its space."""
+    settings = search_settings(cfg.to_dict().get('search'))
+    return settings, SearchSpace.from_config(settings['space'])
+
+
+@dataclass
+class Search:
+    """Everything one worker of a search needs."""
+    settings: Dict[str, Any]
+    space: SearchSpace
+    searcher: BaseSearcher
+    objective: Objective
+    book: TrialBook
+    evaluate: Callable
+    work_dir: Optional[str]
+    runner: Optional[TrialRunner] = None
+    max_epochs: Optional[int] = None
+
+    @property
+    def study(self):
+        return self.book.study
+
+
+def check_work_dir(work_dir: str, study_name: str) -> None:
+    """One study per work dir (trial folders are named by trial number)."""
+    os.makedirs(work_dir, exist_ok=True)
+    marker = osp.join(work_dir, 'study.txt')
+    if osp.isfile(marker):
+        with open(marker) as f:
+            old = f.read().strip()
+        if old and old != study_name:
+            raise SystemExit(f'{work_dir} holds the search of study {old!r}; use another '
+                             f'--work-dir for study {study_name!r}')
+        return
+    try:
+        with open(marker, 'x') as f:
+            f.write(study_name + '\n')
+    except FileExistsError:  # another worker wrote it a moment ago
+        check_work_dir(work_dir, study_name)
+
+
+def build_search(settings: Dict[str, Any], space: SearchSpace, storage, evaluate: Callable,
+                 *, study_name: str = 'search', work_dir: Optional[str] = None,
+                 runner: Optional[TrialRunner] = None, max_epochs: Optional[int] = None,
+                 config_path: Optional[str] = None) -> Search:
+    """A search from its parts: ``settings`` (:func:`search_settings`), the space, an
+    Optuna storage object and the evaluator."""
+    searcher = build_searcher(settings['searcher'], settings['seed'])
+    attrs = dict(metric=settings['metric'])
+    if config_path:
+        attrs['config'] = osp.abspath(config_path)
+    study = open_study(storage, study_name, searcher.directions(settings['direction']),
+                       searcher.sampler(space), space, settings['enqueue'], attrs=attrs)
+    return Search(settings, space, searcher, Objective(settings['metric'],
+                                                       settings['direction']),
+                  TrialBook(study, storage), evaluate, work_dir, runner, max_epochs)
+
+
+def prepare_search(cfg: Config, work_dir: str, *, study_name: str = 'search',
+                   n_trials: Optional[int] = None, storage: Optional[str] = None,
+                   cmdline_options: Optional[dict] = None, train_script: Optional[str] = None,
+                   config_path: Optional[str] = None) -> Search:
+    """The search of a config with a ``search`` dict, whose trials train with
+    ``tools/train.py`` (:class:`TrialRunner`) under ``work_dir``.
+
+    Args:
+        storage: a storage URL or path (see :func:`open_storage`); default
+            ``WORK_DIR/search.journal``.
+        cmdline_options: ``--cfg-options``; they win over the proxy settings.
+    """
+    settings, space = load_search(cfg)
+    if n_trials is not None:
+        settings['n_trials'] = n_trials
+    check_work_dir(work_dir, study_name)
+    raw = cfg.to_dict()
+    raw.pop('search', None)
+    full_cfg = Config(copy.deepcopy(raw), filename=cfg.filename)
+    proxy_cfg = apply_proxy(Config(copy.deepcopy(raw), filename=cfg.filename),
+                            settings['proxy'])
+    if cmdline_options:  # the command line wins over the proxy settings
+        proxy_cfg.merge_from_dict({k: v for k, v in cmdline_options.items()
+                                   if not k.startswith('search.')})
+    searcher_name = settings['searcher'] if isinstance(settings['searcher'], str) else \
+        settings['searcher'].get('type')
+    runner = TrialRunner(
+        proxy_cfg, space, work_dir,
+        objective=Objective(settings['metric'], settings['direction']), full_cfg=full_cfg,
+        train_script=train_script, env=settings['trial_env'],
+        timeout=settings['trial_timeout'], heartbeat_interval=settings['heartbeat_interval'],
+        keep_checkpoints=settings['keep_checkpoints'], gpus=settings['trial_gpus'],
+        header=f'kdzoo search, study {study_name!r}, searcher {searcher_name}\n')
+    return build_search(settings, space, open_storage(storage, work_dir), runner,
+                        study_name=study_name, work_dir=work_dir, runner=runner,
+                        max_epochs=runner.max_epochs, config_path=config_path)
+
+
+def write_search_report(search: Search):
+    """Tables, plots and best configs under the work dir; returns the best trial."""
+    return write_report(search.study, search.space, search.searcher, search.work_dir,
+                        search.objective.metric, search.runner)
+
+
+def run_search(search: Search, resume: bool = False, report: bool = True,
+               log: Optional[Callable[[str], None]] = print) -> str:
+    """Run the search loop; returns why it stopped. ``resume`` first FAILs and re-enqueues
+    the trials left RUNNING by dead workers; ``report`` rewrites the report after every
+    trial."""
+    log = log or (lambda msg: None)
+    if resume:
+        recovered = search.book.recover_orphans(search.settings['stale_after'])
+        if recovered:
+            log(f'[search] resume: trials {recovered} had no live worker; marked FAILED and '
+                f're-enqueued')
+    on_trial_end = (lambda study: write_search_report(search)) \
+        if report and search.work_dir else None
+    loop = SearchLoop(search.book, search.space, search.searcher, search.evaluate,
+                      search.settings['n_trials'], objective=search.objective,
+                      max_rejects=search.settings['max_rejects'], on_trial_end=on_trial_end,
+                      log=log, stale_after=search.settings['stale_after'],
+                      max_epochs=search.max_epochs)
+    return loop.run()

@@ -1,0 +1,154 @@
+"""What a config's ``search`` dict says: the settings with their defaults, the objective,
+and the config rewrites of a trial (proxy settings, a rung's epoch budget).
+
+Nothing here touches Optuna or the disk: these are pure functions of configs.
+"""
+import copy
+from dataclasses import dataclass
+from typing import Optional
+
+from mmengine.config import Config
+
+from kdzoo.utils import check_keys
+
+#: Keys of ``search`` in a config, with their defaults.
+SEARCH_DEFAULTS = dict(
+    searcher=dict(type='random'),
+    n_trials=16,
+    seed=0,
+    metric='accuracy/top1',
+    direction='maximize',
+    space=None,
+    proxy=dict(),
+    enqueue=[],
+    trial_timeout=None,
+    trial_env=dict(),
+    trial_gpus=1,
+    heartbeat_interval=60.0,
+    stale_after=600.0,
+    max_rejects=200,
+    keep_checkpoints=True,
+)
+#: Directions of the metric.
+DIRECTIONS = ('maximize', 'minimize')
+#: Keys of ``search.proxy``.
+PROXY_KEYS = ('train_indices', 'val_indices', 'max_epochs', 'max_iters', 'val_interval',
+              'cfg_options', 'suppression', 'good_enough')
+#: ``search.proxy`` keys that add a training hook to the trial configs.
+PROXY_HOOKS = dict(suppression='LossSuppressionHook', good_enough='EarlyStopOnGoodEnoughHook')
+
+
+@dataclass(frozen=True)
+class Objective:
+    """The metric a trial is scored by (a key of ``scalars.json``) and its direction."""
+    metric: str = 'accuracy/top1'
+    direction: str = 'maximize'
+
+    def __post_init__(self):
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f'search.direction={self.direction!r}; valid: '
+                             f'{", ".join(DIRECTIONS)}')
+
+    @property
+    def sign(self) -> int:
+        """+1 when larger is better, -1 otherwise: ``sign * value`` is to be maximised."""
+        return 1 if self.direction == 'maximize' else -1
+
+    @classmethod
+    def of_study(cls, study, metric: str = 'accuracy/top1') -> 'Objective':
+        """The objective of an Optuna study (its first direction)."""
+        return cls(metric, study.directions[0].name.lower())
+
+
+def search_settings(search: Optional[dict]) -> dict:
+    """``search`` of a config with defaults filled in and unknown keys refused."""
+    if not search:
+        raise KeyError('the config has no "search" dict; see docs/search.md')
+    search = copy.deepcopy(dict(search))
+    check_keys(search, SEARCH_DEFAULTS, 'search')
+    out = copy.deepcopy(SEARCH_DEFAULTS)
+    out.update(search)
+    if out['space'] is None:
+        raise KeyError('search.space is missing')
+    Objective(out['metric'], out['direction'])  # checks the direction
+    if not isinstance(out['trial_gpus'], int) or out['trial_gpus'] < 1:
+        raise ValueError(f'search.trial_gpus={out["trial_gpus"]!r}; must be an int >= 1 '
+                         f'(training processes per trial)')
+    return out
+
+
+def add_custom_hook(cfg: Config, hook: dict) -> Config:
+    """Append ``hook`` to ``cfg.custom_hooks``, replacing a hook of the same type."""
+    hooks = [h for h in (cfg.get('custom_hooks') or []) if h.get('type') != hook['type']]
+    cfg.custom_hooks = hooks + [hook]
+    return cfg
+
+
+def _epoch_schedulers(cfg: Config):
+    schedulers = cfg.get('param_scheduler') or []
+    for sched in schedulers if isinstance(schedulers, (list, tuple)) else [schedulers]:
+        if sched.get('by_epoch', True):
+            yield sched
+
+
+def apply_proxy(cfg: Config, proxy: Optional[dict]) -> Config:
+    """Apply the proxy settings (a cheap stand-in for the full training) to ``cfg``.
+
+    Keys: ``train_indices`` / ``val_indices`` (a subset: an int or a list), ``max_epochs``
+    (epoch-based schedules whose ``T_max`` / ``end`` equalled the old ``max_epochs`` follow
+    it), ``max_iters``, ``val_interval``, and ``cfg_options`` (any other dotted overrides).
+    ``suppression`` / ``good_enough`` (dicts of arguments, ``True`` for the defaults) add a
+    :class:`~kdzoo.engine.LossSuppressionHook` / :class:`~kdzoo.engine.EarlyStopOnGoodEnoughHook`
+    to ``custom_hooks``.
+    """
+    proxy = dict(proxy or {})
+    check_keys(proxy, PROXY_KEYS, 'search.proxy')
+    options = {}
+    if 'train_indices' in proxy:
+        options['train_dataloader.dataset.indices'] = proxy['train_indices']
+    if 'val_indices' in proxy:
+        options['val_dataloader.dataset.indices'] = proxy['val_indices']
+    for key in ('max_epochs', 'max_iters', 'val_interval'):
+        if key in proxy:
+            options[f'train_cfg.{key}'] = proxy[key]
+    if 'max_epochs' in proxy:
+        old = cfg.get('train_cfg', {}).get('max_epochs')
+        for sched in _epoch_schedulers(cfg):
+            for key in ('T_max', 'end'):
+                if key in sched and sched[key] == old:
+                    sched[key] = proxy['max_epochs']
+    options.update(proxy.get('cfg_options') or {})
+    cfg.merge_from_dict(options)
+    for key, hook_type in PROXY_HOOKS.items():
+        if proxy.get(key) not in (None, False):
+            args = {} if proxy[key] is True else dict(proxy[key])
+            add_custom_hook(cfg, dict(type=hook_type, **args))
+    return cfg
+
+
+def budget_config(cfg: Config, budget: int, max_budget: int) -> Config:
+    """``cfg`` trained for ``budget`` of ``max_budget`` epochs (a successive-halving rung).
+
+    The epoch-based schedules are stretched to ``max_budget`` (so every rung trains a prefix
+    of the same schedule and a resumed run continues it; a missing ``end`` becomes
+    ``max_budget``), ``train_cfg.max_epochs = budget``, a checkpoint is saved at the end of
+    the rung, and a :class:`~kdzoo.engine.LossSuppressionHook` is added (with its defaults
+    unless ``search.proxy.suppression`` configured one).
+    """
+    train_cfg = cfg.get('train_cfg') or {}
+    if 'max_epochs' not in train_cfg or not train_cfg.get('by_epoch', True):
+        raise ValueError('successive halving budgets are epochs: the config needs an '
+                         'epoch-based train_cfg with max_epochs')
+    cfg = apply_proxy(cfg, dict(max_epochs=int(max_budget)))
+    # MMEngine ends an epoch-based scheduler without ``end`` at the run's max_epochs, and a
+    # resumed run restores that ``end``: fix it to the last rung's budget.
+    for sched in _epoch_schedulers(cfg):
+        if 'end' not in sched:
+            sched['end'] = int(max_budget)
+    options = {'train_cfg.max_epochs': int(budget)}
+    if 'checkpoint' in (cfg.get('default_hooks') or {}):
+        options['default_hooks.checkpoint.save_last'] = True
+    cfg.merge_from_dict(options)
+    if not any(h.get('type') == 'LossSuppressionHook' for h in cfg.get('custom_hooks') or []):
+        add_custom_hook(cfg, dict(type='LossSuppressionHook'))
+    return cfg
