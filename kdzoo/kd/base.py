@@ -1,13 +1,17 @@
 """Base classes and builders of the knowledge transforms T and distances D.
 
 Every distill term computes ``tau^2 * weight * D(T(A_s / tau), T(A_t / tau))``. A transform
-is a module applied identically to the student and teacher tensors; a distance reduces the
-pair to a scalar. Both declare search metadata (family, accepted input ranks, whether they
-have learnable parameters) so searchers can generate a search space from the registries and
-reject an invalid chain before training starts.
+is a module applied to the (student, teacher) pair through :meth:`KnowledgeTransform.pair`;
+a distance reduces the pair to a scalar. Both declare search metadata (family, accepted
+input ranks, whether they have learnable parameters) so searchers can generate a search
+space from the registries and reject an invalid chain before training starts.
+
+Families of near-identical modules (``norm_C`` / ``norm_HW`` / ``norm_N``, ``pool1/2/4``,
+...) are one class each; :func:`register_variants` registers one generated subclass per
+name that only sets class attributes (the variant and its metadata).
 """
 import difflib
-from typing import Dict, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine.registry import DefaultScope
@@ -21,8 +25,29 @@ FAMILIES = ('global', 'intra', 'inter', 'alignment')
 ConfigLike = Union[str, dict]
 
 
+class EpsMixin:
+    """The ``eps`` argument of a module: a small constant for numerical safety.
+
+    The default is the class attribute ``eps``; ``eps=None`` means that default. List the
+    mixin before the module base, ``class Foo(EpsMixin, KnowledgeTransform)``; a subclass
+    with more arguments calls ``super().__init__(eps=eps)``.
+    """
+    eps: float = 1e-12
+
+    def __init__(self, eps: Optional[float] = None, **kwargs):
+        super().__init__(**kwargs)
+        self.eps = float(type(self).eps if eps is None else eps)
+
+
 class KnowledgeTransform(nn.Module):
     """A knowledge transform T. Subclasses implement :meth:`transform`.
+
+    A distill term applies T to the student and teacher tensors together with
+    :meth:`pair`, which by default transforms each tensor on its own. Transforms that must
+    treat the two together (one random draw for both, statistics updated from the teacher,
+    the teacher aligned to the student's width) override :meth:`transform_pair`; they hold
+    no hidden state about which call of a pair comes next. ``forward(x)`` transforms one
+    tensor on its own.
 
     Class attributes (search metadata):
         family: one of :data:`FAMILIES`.
@@ -31,8 +56,8 @@ class KnowledgeTransform(nn.Module):
         stateful: keeps state fitted on data (SVD basis, running stats) in buffers, so it
             is saved and restored with checkpoints.
         formula: the formula, as shown in ``docs/kd_library.md``.
-        stochastic: random in training mode (``mask``, ``dropout``); one random draw is
-            shared by the student and teacher calls of a step.
+        stochastic: random in training mode (``mask``, ``dropout``); :meth:`pair` applies
+            one random draw to both the student and the teacher tensor.
         shapes: input -> output shapes, for the docs.
         source: the method / paper it comes from.
     """
@@ -61,6 +86,17 @@ class KnowledgeTransform(nn.Module):
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError  # abstract
+
+    def pair(self, s: torch.Tensor, t: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Transform a (student, teacher) pair: ``(T(s), T(t))``, or the pairwise version."""
+        self.check_rank(s)
+        self.check_rank(t)
+        return self.transform_pair(s, t)
+
+    def transform_pair(self, s: torch.Tensor,
+                       t: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Pairwise transform, after the rank checks; the default treats each on its own."""
+        return self.transform(s), self.transform(t)
 
     @classmethod
     def metadata(cls) -> dict:
@@ -107,6 +143,28 @@ class Distance(nn.Module):
     def metadata(cls) -> dict:
         return dict(ranks=tuple(cls.ranks), needs_labels=cls.needs_labels,
                     parametric=cls.parametric, formula=cls.formula, source=cls.source)
+
+
+def register_variants(registry, base: type, variants: Dict[str, dict]) -> List[type]:
+    """Register the variants of one implementation under their registry names.
+
+    ``variants`` maps each registry name to the class attributes of its variant (e.g.
+    ``dim='HW'`` plus its ``ranks`` and ``formula``); the ``cls_name`` entry names the
+    generated subclass of ``base`` (shown in error messages; the caller binds it in its
+    module). The subclasses only set those attributes, so their metadata is per name and
+    their code is ``base``'s. Returns the classes in the order of ``variants``.
+    """
+    classes = []
+    for name, attrs in variants.items():
+        attrs = dict(attrs)
+        cls_name = attrs.pop('cls_name')
+        summary = (base.__doc__ or base.__name__).strip().splitlines()[0]
+        attrs.setdefault('__doc__', f'``{name}``: {summary}')
+        attrs.update(__module__=base.__module__, __qualname__=cls_name)
+        cls = type(cls_name, (base, ), attrs)
+        registry.register_module(name=name, module=cls)
+        classes.append(cls)
+    return classes
 
 
 def _unknown_name_error(kind: str, name: str, registry) -> KeyError:
@@ -163,6 +221,20 @@ def check_chain(transforms: Sequence[KnowledgeTransform], distance: Distance,
     if rank not in distance.ranks:
         raise ValueError(f'distance {type(distance).__name__!r} accepts ranks '
                          f'{list(distance.ranks)} but the transform chain outputs rank {rank}')
+
+
+def aliases(registry) -> Dict[str, str]:
+    """``{alias: name}`` for the registry names bound to the same class as an earlier name
+    (e.g. ``{'mse': 'l2'}``, from ``register_module(name=['l2', 'mse'])``)."""
+    registry.import_from_location()
+    first: Dict[type, str] = {}
+    out = {}
+    for name, cls in registry.module_dict.items():
+        if cls in first:
+            out[name] = first[cls]
+        else:
+            first[cls] = name
+    return out
 
 
 def registered(registry, **filters) -> Dict[str, type]:

@@ -1,10 +1,16 @@
 """One distill term: ``tau^2 * weight * D(T(A_s / tau), T(A_t / tau))``."""
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
 from .base import ConfigLike, build_distance, build_transform, check_chain
+
+#: The keys of a distill-term config (an entry of a Distiller's ``distill_terms``, or a
+#: search-space template's fixed part): the student / teacher tensors it compares and the
+#: arguments of :class:`DistillTerm`.
+TERM_KEYS = ('student', 'teacher', 'distance', 'transforms', 'weight', 'tau', 'connector',
+             'name')
 
 
 class DistillTerm(nn.Module):
@@ -42,17 +48,18 @@ class DistillTerm(nn.Module):
         """Raise if the chain cannot take a tensor of ``input_rank``."""
         check_chain(list(self.transforms), self.distance, input_rank)
 
-    def apply_transforms(self, x: torch.Tensor) -> torch.Tensor:
+    def transform_pair(self, s: torch.Tensor,
+                       t: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Apply the chain T to the (student, teacher) pair, one transform at a time."""
         for transform in self.transforms:
-            x = transform(x)
-        return x
+            s, t = transform.pair(s, t)
+        return s, t
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor, **context) -> torch.Tensor:
         raw_student_shape = tuple(student.shape)
         if self.connector is not None:
             student = self.connector(student, teacher.shape)
-        s = self.apply_transforms(student / self.tau)
-        t = self.apply_transforms(teacher / self.tau)
+        s, t = self.transform_pair(student / self.tau, teacher / self.tau)
         if s.shape != t.shape:
             hint = (f'add connector=dict(type="ConvConnector", in_channels='
                     f'{raw_student_shape[1]}, out_channels={teacher.shape[1]}) to the term'

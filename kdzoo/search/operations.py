@@ -11,12 +11,11 @@ import math
 from collections import Counter
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from optuna.distributions import BaseDistribution
-from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from kdzoo.utils import check_keys
+from .samplers import PathSampler
 from .space import Decision, SearchSpace
 from .trials import counts_as_visit, trial_params, trial_rng
 
@@ -169,37 +168,23 @@ def sample_path(space: SearchSpace, weights: Dict[str, List[float]], rng,
     return path
 
 
-class OperationSampler(BaseSampler):
+class OperationSampler(PathSampler):
     """Samples whole distillers with per-operation probabilities (``weights_fn(study)``,
     rebuilt from the stored trials at every sample), valid ones only, avoiding the
     parameters of earlier trials when it can."""
 
     def __init__(self, space: SearchSpace, weights_fn: Callable[[Study], Dict],
                  seed: Optional[int] = None, max_draws: int = 100):
-        self.space = space
+        super().__init__(space, seed)
         self.weights_fn = weights_fn
-        self.seed = seed
         self.max_draws = max_draws
-        self._fallback = RandomSampler(seed=seed)
 
-    def infer_relative_search_space(self, study: Study,
-                                    trial: FrozenTrial) -> Dict[str, BaseDistribution]:
-        return self.space.distributions()
-
-    def sample_relative(self, study: Study, trial: FrozenTrial,
-                        search_space: Dict[str, BaseDistribution]) -> Dict[str, Any]:
-        if not search_space:
-            return {}
+    def choose_path(self, study: Study, trial: FrozenTrial) -> Tuple[int, ...]:
         fixed = trial.system_attrs.get('fixed_params') or {}
         avoid = set()
         if not all(d.name in fixed for d in self.space.decisions):
             avoid = {self.space.path_of(trial_params(t))
                      for t in study.get_trials(deepcopy=False)
                      if counts_as_visit(t) and t.number != trial.number}
-        path = sample_path(self.space, self.weights_fn(study),
+        return sample_path(self.space, self.weights_fn(study),
                            trial_rng(self.seed, trial.number), fixed, avoid, self.max_draws)
-        return {k: v for k, v in self.space.labels_of(path).items() if k in search_space}
-
-    def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
-                           param_distribution: BaseDistribution) -> Any:
-        return self._fallback.sample_independent(study, trial, param_name, param_distribution)

@@ -168,7 +168,6 @@ def rung_summary(study: Study) -> List[dict]:
     return out
 
 
-
 def write_halving_report(study: Study, space: SearchSpace, searcher, work_dir: str,
                          metric: str) -> None:
     """Adds the rung columns to ``results.csv`` / ``results.md`` and writes

@@ -166,7 +166,37 @@ def select_path(space: SearchSpace, root: Node, rng: random.Random, exploration:
     return tuple(path)
 
 
-class MCTSSampler(BaseSampler):
+class PathSampler(BaseSampler):
+    """An Optuna sampler that chooses a whole distiller at once: all decisions of the space
+    form its relative search space, so a trial's decisions are consistent. Subclasses
+    implement :meth:`choose_path` (choice indices, one per decision); parameters outside
+    the space fall back to seeded random draws."""
+
+    def __init__(self, space: SearchSpace, seed: Optional[int] = None):
+        self.space = space
+        self.seed = seed
+        self._fallback = RandomSampler(seed=seed)
+
+    def choose_path(self, study: Study, trial: FrozenTrial) -> Tuple[int, ...]:
+        raise NotImplementedError  # abstract
+
+    def infer_relative_search_space(self, study: Study,
+                                    trial: FrozenTrial) -> Dict[str, BaseDistribution]:
+        return self.space.distributions()
+
+    def sample_relative(self, study: Study, trial: FrozenTrial,
+                        search_space: Dict[str, BaseDistribution]) -> Dict[str, Any]:
+        if not search_space:
+            return {}
+        labels = self.space.labels_of(self.choose_path(study, trial))
+        return {k: v for k, v in labels.items() if k in search_space}
+
+    def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        return self._fallback.sample_independent(study, trial, param_name, param_distribution)
+
+
+class MCTSSampler(PathSampler):
     """Auto-KD's Monte Carlo tree search over a :class:`SearchSpace`, as an Optuna sampler.
 
     The whole path is chosen at once in :meth:`sample_relative` (all decisions of the space
@@ -190,38 +220,21 @@ class MCTSSampler(BaseSampler):
                  seed: Optional[int] = None):
         if reward not in REWARDS:
             raise ValueError(f'MCTS reward={reward!r}; valid: {REWARDS}')
-        self.space = space
+        super().__init__(space, seed)
         self.exploration = float(exploration)
         self.reward = reward
         self.reward_range = reward_range
         self.allow_repeats = allow_repeats
-        self.seed = seed
-        self._fallback = RandomSampler(seed=seed)
 
     def tree(self, study: Study) -> Node:
         """The tree statistics rebuilt from ``study``'s trials."""
         return build_tree(self.space, study.get_trials(deepcopy=False), study.directions[0],
                           self.reward, self.reward_range)
 
-    def infer_relative_search_space(self, study: Study,
-                                    trial: FrozenTrial) -> Dict[str, BaseDistribution]:
-        return self.space.distributions()
-
-    def sample_relative(self, study: Study, trial: FrozenTrial,
-                        search_space: Dict[str, BaseDistribution]) -> Dict[str, Any]:
-        if not search_space:
-            return {}
-        root = self.tree(study)
-        path = select_path(self.space, root, trial_rng(self.seed, trial.number),
+    def choose_path(self, study: Study, trial: FrozenTrial) -> Tuple[int, ...]:
+        return select_path(self.space, self.tree(study), trial_rng(self.seed, trial.number),
                            self.exploration, self.allow_repeats,
                            trial.system_attrs.get('fixed_params'))
-        labels = self.space.labels_of(path)
-        return {k: v for k, v in labels.items() if k in search_space}
-
-    def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
-                           param_distribution: BaseDistribution) -> Any:
-        # Only parameters outside the space get here.
-        return self._fallback.sample_independent(study, trial, param_name, param_distribution)
 
 
 def _reseed(sampler: BaseSampler, seed: Optional[int], number: int) -> None:
@@ -302,6 +315,6 @@ class SeededNSGAIISampler(NSGAIISampler):
 
 
 __all__ = [
-    'MCTSSampler', 'SeededRandomSampler', 'SeededNSGAIISampler', 'Node',
+    'PathSampler', 'MCTSSampler', 'SeededRandomSampler', 'SeededNSGAIISampler', 'Node',
     'build_tree', 'select_path', 'ucb_score', 'normalised_rewards', 'stratified_point'
 ]

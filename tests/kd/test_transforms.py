@@ -71,6 +71,8 @@ def test_wrong_rank_names_the_class():
         build_transform('satt')(torch.randn(4, 8))
     with pytest.raises(ValueError, match='LocalPatch2'):
         build_transform('patch2')(torch.randn(4, 8))
+    with pytest.raises(ValueError, match='NormHW'):  # a variant keeps its class name
+        build_transform('norm_HW')(torch.randn(4, 8))
 
 
 def test_check_chain_rejects_invalid_chain():
@@ -160,20 +162,26 @@ def test_random_masks_shared_by_student_and_teacher(name):
     torch.manual_seed(0)
     tr = build_transform(dict(type=name, ratio=0.5))
     ones = torch.ones(6, 4, 5, 5)
-    m_student = tr(ones)
-    m_teacher = tr(ones * 3.0)
-    torch.testing.assert_close(m_teacher, 3.0 * m_student)  # same mask on both calls
+    m_student, m_teacher = tr.pair(ones, ones * 3.0)
+    torch.testing.assert_close(m_teacher, 3.0 * m_student)  # one mask for both tensors
     assert 0 < int((m_student == 0).sum()) < m_student.numel()
     if name == 'mask':  # one draw per location, shared by channels, not rescaled
         assert torch.equal(m_student, m_student[:, :1].expand_as(m_student))
         assert set(m_student.unique().tolist()) <= {0.0, 1.0}
     else:
         assert set(m_student.unique().tolist()) <= {0.0, 2.0}
-    m_next = tr(ones)  # next step: a fresh draw
+    m_next, _ = tr.pair(ones, ones)  # next step: a fresh draw
     assert not torch.equal(m_next, m_student)
+    # a single tensor draws its own mask every call (no pending state)
+    torch.manual_seed(3)
+    single = [tr(ones) for _ in range(2)]
+    assert not torch.equal(single[0], single[1])
+    torch.manual_seed(3)
+    assert torch.equal(tr.pair(ones, ones)[0], single[0])
     tr.eval()
     x = torch.randn(2, 4, 3, 3)
     assert torch.equal(tr(x), x)
+    assert all(torch.equal(a, b) for a, b in zip(tr.pair(x, 2 * x), (x, 2 * x)))
 
 
 def test_mask_through_distill_term_masks_identically():
@@ -307,12 +315,14 @@ def test_svd_recovers_low_rank_subspace():
 
 def test_svd_student_teacher_semantics():
     torch.manual_seed(0)
-    svd = build_transform('svd')  # out_dim inferred from the first (student) tensor
+    svd = build_transform('svd')  # out_dim: the pair's student width
     s, t = torch.randn(16, 4), torch.randn(16, 12)
-    assert torch.equal(svd(s), s) and not bool(svd.fitted)
-    out_t = svd(t)  # first teacher call fits on it
+    assert torch.equal(svd(t), t) and not bool(svd.fitted)  # alone, a tensor is its own target
+    out_s, out_t = svd.pair(s, t)  # the first pair fits on the teacher
+    assert torch.equal(out_s, s)
     assert bool(svd.fitted) and svd.basis.shape == (12, 4) and out_t.shape == (16, 4)
     assert torch.equal(svd(s), s)
+    torch.testing.assert_close(svd(t), t @ svd.basis)
     with pytest.raises(ValueError, match='fitted for 12 -> 4'):
         svd(torch.randn(3, 7))
     maps = torch.randn(2, 12, 3, 3)
@@ -353,13 +363,14 @@ def test_sn_and_sm_scale_channels():
 def test_sn_running_stats_come_from_teacher_calls():
     sn = build_transform(dict(type='sn', momentum=None))  # cumulative average
     student, teacher = torch.randn(64, 3) * 100, torch.randn(64, 3) * 2
-    sn(student)
-    sn(teacher)
+    sn.pair(student, teacher)
+    torch.testing.assert_close(sn.running_var, teacher.var(0, unbiased=False))
+    out = sn(student)  # a single tensor uses the stored statistics, does not update them
+    torch.testing.assert_close(out * torch.sqrt(teacher.var(0, unbiased=False) + 1e-5),
+                               student)
     torch.testing.assert_close(sn.running_var, teacher.var(0, unbiased=False))
     teacher2 = torch.randn(64, 3)
-    out_s = sn(student)  # uses the stored statistics, does not update them
-    torch.testing.assert_close(sn.running_var, teacher.var(0, unbiased=False))
-    out_t = sn(teacher2)  # same statistics for both calls of a step, then the update
+    out_s, out_t = sn.pair(student, teacher2)  # same statistics for both, then the update
     torch.testing.assert_close(out_t * torch.sqrt(teacher.var(0, unbiased=False) + 1e-5),
                                teacher2)
     torch.testing.assert_close(out_s * torch.sqrt(teacher.var(0, unbiased=False) + 1e-5),
@@ -425,7 +436,6 @@ def test_gradcheck_every_transform(name):
 
             def fixed_mask(inp, tr=tr):
                 torch.manual_seed(0)  # the same mask at every evaluation
-                tr.reset()
                 return tr(inp)
 
             assert torch.autograd.gradcheck(fixed_mask, (x, ), eps=1e-6, atol=1e-5)

@@ -96,7 +96,8 @@ def test_dict_choices_get_readable_labels():
 
 
 def test_space_errors_name_the_valid_keys():
-    with pytest.raises(KeyError, match='valid keys'):
+    with pytest.raises(KeyError, match=r"terms\[0\] has unknown keys \['wieght'\] \(did you "
+                       r"mean 'weight'\?\); valid: student, teacher"):
         SearchSpace.from_config(dict(terms=[dict(student='s', teacher='t', distance='kl',
                                                  wieght=[1.0])]))
     with pytest.raises(KeyError, match="needs the key 'distance'"):

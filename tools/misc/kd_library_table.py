@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from kdzoo.kd import registered  # noqa: E402
+from kdzoo.kd import aliases, registered  # noqa: E402
 from kdzoo.registry import DISTANCES, KD_TRANSFORMS  # noqa: E402
 
 BEGIN = '<!-- kd-library-table:begin -->'
@@ -44,8 +44,15 @@ def _shapes(cls) -> str:
         {2: '(N,C)', 3: '(N,C,L)', 4: '(N,C,H,W)'}.get(r, f'rank {r}') for r in cls.ranks)
 
 
+def _source(name: str, cls, alias_of: dict) -> str:
+    if name in alias_of:
+        return f'alias of {alias_of[name]}'
+    return _cell(getattr(cls, 'source', ''))
+
+
 def transform_table() -> str:
     classes = registered(KD_TRANSFORMS)
+    alias_of = aliases(KD_TRANSFORMS)
     rows = ['| name | family | formula | input -> output | ranks | flags | source |',
             '|---|---|---|---|---|---|---|']
 
@@ -59,18 +66,19 @@ def transform_table() -> str:
         flags = [flag for flag in ('parametric', 'stateful', 'stochastic') if meta.get(flag)]
         rows.append(f'| `{name}` | {meta["family"]} | {_code(meta["formula"])} | '
                     f'{_cell(_shapes(cls))} | {_ranks(meta["ranks"])} | '
-                    f'{", ".join(flags)} | {_cell(getattr(cls, "source", ""))} |')
+                    f'{", ".join(flags)} | {_source(name, cls, alias_of)} |')
     return '\n'.join(rows)
 
 
 def distance_table() -> str:
     classes = registered(DISTANCES)
+    alias_of = aliases(DISTANCES)
     rows = ['| name | formula | ranks | needs labels | source |', '|---|---|---|---|---|']
     for name, cls in classes.items():
         meta = cls.metadata()
         rows.append(f'| `{name}` | {_code(meta["formula"])} | {_ranks(meta["ranks"])} | '
                     f'{"yes" if meta["needs_labels"] else ""} | '
-                    f'{_cell(getattr(cls, "source", ""))} |')
+                    f'{_source(name, cls, alias_of)} |')
     return '\n'.join(rows)
 
 

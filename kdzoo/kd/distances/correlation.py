@@ -3,11 +3,14 @@
 Tensors are compared per sample after flattening every dim but the batch dim, unless a
 distance says otherwise: ``s, t -> S, T`` of shape ``(N, D)``.
 """
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 
 from kdzoo.registry import DISTANCES
-from ..base import Distance
+from ..base import Distance, EpsMixin
+from ..transforms.attention import SpatialAttention
 
 
 def pearson_rows(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -39,20 +42,17 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-12) -> torch.Te
 
 
 @DISTANCES.register_module(name='cosine')
-class CosineDistance(Distance):
+class CosineDistance(EpsMixin, Distance):
     formula = 'D(s, t) = mean_n (1 - <S_n, T_n> / (||S_n|| ||T_n||))'
     source = 'Auto-KD / UniADS (cosine)'
-
-    def __init__(self, eps: float = 1e-8):
-        super().__init__()
-        self.eps = float(eps)
+    eps = 1e-8
 
     def distance(self, s, t, **context):
         return 1.0 - F.cosine_similarity(s.flatten(1), t.flatten(1), dim=1, eps=self.eps).mean()
 
 
 @DISTANCES.register_module(name='pearson')
-class PearsonDistance(Distance):
+class PearsonDistance(EpsMixin, Distance):
     """1 - Pearson correlation between each sample's flattened student and teacher vectors.
 
     For ``(N, C)`` logits it is DIST's intra-class term; for ``(N, C, H, W)`` the
@@ -61,17 +61,14 @@ class PearsonDistance(Distance):
     """
     formula = 'D(s, t) = mean_n (1 - pearson(S_n, T_n))'
     source = 'Auto-KD (Pearson / correlation); DIST (Huang et al. 2022)'
-
-    def __init__(self, eps: float = 1e-8):
-        super().__init__()
-        self.eps = float(eps)
+    eps = 1e-8
 
     def distance(self, s, t, **context):
         return 1.0 - pearson_rows(s.flatten(1), t.flatten(1), self.eps).mean()
 
 
 @DISTANCES.register_module(name='dist')
-class DISTDistance(Distance):
+class DISTDistance(EpsMixin, Distance):
     """DIST (Huang et al., NeurIPS 2022) on ``(N, C)`` logits.
 
     ``Y = softmax(x)`` over classes; inter-class relation ``1 - mean_i pearson(Y_s[:, i],
@@ -83,12 +80,12 @@ class DISTDistance(Distance):
     formula = ('D(s, t) = beta (1 - mean_i pearson_N(Y_s[:,i], Y_t[:,i])) '
                '+ gamma (1 - mean_n pearson_C(Y_s[n], Y_t[n])), Y = softmax over C')
     source = 'DIST (Huang et al., NeurIPS 2022)'
+    eps = 1e-8
 
-    def __init__(self, beta: float = 1.0, gamma: float = 1.0, eps: float = 1e-8):
-        super().__init__()
+    def __init__(self, beta: float = 1.0, gamma: float = 1.0, eps: Optional[float] = None):
+        super().__init__(eps=eps)
         self.beta = float(beta)
         self.gamma = float(gamma)
-        self.eps = float(eps)
 
     def distance(self, s, t, **context):
         ys = F.softmax(s, dim=1)
@@ -99,7 +96,7 @@ class DISTDistance(Distance):
 
 
 @DISTANCES.register_module(name='barlow')
-class BarlowTwinsDistance(Distance):
+class BarlowTwinsDistance(EpsMixin, Distance):
     """Barlow-Twins-style cross-correlation between student and teacher features.
 
     ``Z_s, Z_t``: ``(N, D)`` features standardised per dim over the batch (biased std);
@@ -110,11 +107,11 @@ class BarlowTwinsDistance(Distance):
     formula = ('D(s, t) = [sum_i (1 - c_ii)^2 + lambda sum_{i!=j} c_ij^2] / D, '
                'c = Z_s^T Z_t / N, Z = batch-standardised features')
     source = 'Barlow Twins (Zbontar et al., ICML 2021) as a KD loss'
+    eps = 1e-5
 
-    def __init__(self, lambd: float = 5e-3, eps: float = 1e-5):
-        super().__init__()
+    def __init__(self, lambd: float = 5e-3, eps: Optional[float] = None):
+        super().__init__(eps=eps)
         self.lambd = float(lambd)
-        self.eps = float(eps)
 
     def _standardise(self, x):
         x = x.flatten(1)
@@ -145,20 +142,16 @@ class CKADistance(Distance):
 class AttentionTransferDistance(Distance):
     """AT's loss on feature maps: ``mean((a_s - a_t)^2)`` of their spatial attention maps.
 
-    Equivalent to the ``satt`` transform followed by ``l2``.
+    The ``satt`` transform (``attention``, built with ``p`` and ``eps``) followed by ``l2``.
     """
     ranks = (3, 4)
     formula = 'D(s, t) = mean (a(s) - a(t))^2, a(f) = normalize_2(vec(mean_C |f|^p))'
     source = 'AT (Zagoruyko & Komodakis, ICLR 2017)'
 
-    def __init__(self, p: float = 2.0, eps: float = 1e-12):
+    def __init__(self, p: float = 2.0, eps: Optional[float] = None):
         super().__init__()
-        self.p = float(p)
-        self.eps = float(eps)
-
-    def _attention(self, x):
-        return F.normalize(x.abs().pow(self.p).mean(dim=1).flatten(1), p=2.0, dim=1,
-                           eps=self.eps)
+        self.attention = SpatialAttention(p=p, eps=eps)
 
     def distance(self, s, t, **context):
-        return (self._attention(s) - self._attention(t)).pow(2).mean()
+        a_s, a_t = self.attention.pair(s, t)
+        return (a_s - a_t).pow(2).mean()

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from kdzoo.registry import DISTANCES
-from ..base import Distance
+from ..base import Distance, register_variants
 
 
 def _kl_from_log(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
@@ -20,24 +20,25 @@ def _kl_from_log(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     return (log_p.exp() * (log_p - log_q)).sum(dim=1)
 
 
-@DISTANCES.register_module(name='kl')
-class KLDivergence(Distance):
-    """Soft-target KL of Hinton et al.: ``KL(softmax(t) || softmax(s))``, batch mean."""
-    formula = 'D(s, t) = mean_n sum_i p_t,i (log p_t,i - log p_s,i), p = softmax over dim 1'
-    source = 'KD (Hinton et al. 2015); CWD after channel_dist'
+class KL(Distance):
+    """KL divergence of the softmax distributions, batch mean: ``KL(p_t || p_s)`` (Hinton
+    et al.'s soft targets), or ``KL(p_s || p_t)`` (mode-seeking) with ``reverse``."""
+    reverse: bool = False
 
     def distance(self, s, t, **context):
-        return _kl_from_log(F.log_softmax(t, dim=1), F.log_softmax(s, dim=1)).mean()
+        p, q = (s, t) if self.reverse else (t, s)
+        return _kl_from_log(F.log_softmax(p, dim=1), F.log_softmax(q, dim=1)).mean()
 
 
-@DISTANCES.register_module(name='rkl')
-class ReverseKLDivergence(Distance):
-    """Reverse KL ``KL(softmax(s) || softmax(t))`` (mode-seeking), batch mean."""
-    formula = 'D(s, t) = mean_n sum_i p_s,i (log p_s,i - log p_t,i)'
-    source = 'reverse KL (e.g. MiniLLM, Gu et al., ICLR 2024)'
-
-    def distance(self, s, t, **context):
-        return _kl_from_log(F.log_softmax(s, dim=1), F.log_softmax(t, dim=1)).mean()
+KLDivergence, ReverseKLDivergence = register_variants(DISTANCES, KL, {
+    'kl': dict(cls_name='KLDivergence', reverse=False,
+               formula=('D(s, t) = mean_n sum_i p_t,i (log p_t,i - log p_s,i), '
+                        'p = softmax over dim 1'),
+               source='KD (Hinton et al. 2015); CWD after channel_dist'),
+    'rkl': dict(cls_name='ReverseKLDivergence', reverse=True,
+                formula='D(s, t) = mean_n sum_i p_s,i (log p_s,i - log p_t,i)',
+                source='reverse KL (e.g. MiniLLM, Gu et al., ICLR 2024)'),
+})
 
 
 @DISTANCES.register_module(name='js')

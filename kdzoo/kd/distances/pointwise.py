@@ -14,20 +14,15 @@ class L1Distance(Distance):
         return (s - t).abs().mean()
 
 
-@DISTANCES.register_module(name='l2')
+@DISTANCES.register_module(name=['l2', 'mse'])
 class L2Distance(Distance):
-    """Mean squared error; with no transform it is FitNets' hint loss, after ``satt`` AT's."""
+    """Mean squared error (``mse`` is an alias); with no transform it is FitNets' hint loss,
+    after ``satt`` AT's."""
     formula = 'D(s, t) = mean (s - t)^2'
     source = 'FitNets (Romero et al. 2015); Auto-KD / UniADS (L2)'
 
     def distance(self, s, t, **context):
         return (s - t).pow(2).mean()
-
-
-@DISTANCES.register_module(name='mse')
-class MSEDistance(L2Distance):
-    """Alias of ``l2``."""
-    source = 'alias of l2'
 
 
 @DISTANCES.register_module(name='smooth_l1')

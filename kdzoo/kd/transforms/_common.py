@@ -32,29 +32,24 @@ class LazyBuffersMixin:
 
 
 class PairedRandomTransform(KnowledgeTransform):
-    """A random transform whose student and teacher calls share one random draw.
+    """A random mask with keep probability ``ratio``; one draw serves student and teacher.
 
-    A distill term applies the transform twice per step, first to the student tensor and
-    then to the teacher tensor. The first call draws a mask and keeps it as *pending*; the
-    next call with the same mask shape reuses it and clears it, so both tensors are masked
-    identically and the following step draws afresh. A call whose shape does not match the
-    pending mask draws a new one (and keeps that one pending). Only active in training mode;
-    in eval mode the transform is the identity. Draws use the global torch RNG, so
-    ``torch.manual_seed`` makes them reproducible.
+    :meth:`pair` draws one mask from the student tensor and multiplies both tensors by it
+    (a teacher tensor whose mask shape differs from the student's gets its own draw).
+    ``forward(x)`` on a single tensor draws a fresh mask. Only active in training mode (and
+    for ``ratio < 1``); otherwise the identity. Draws use the global torch RNG, so
+    ``torch.manual_seed`` makes them reproducible. Subclasses define the mask
+    (:meth:`mask_shape`, :meth:`sample_mask`) and the default ``ratio``.
     """
     stochastic = True
+    ratio: float = 0.5
 
-    def __init__(self):
+    def __init__(self, ratio: Optional[float] = None):
         super().__init__()
-        self._pending: Optional[torch.Tensor] = None
-
-    def reset(self) -> None:
-        """Forget the pending mask (the next call starts a new student/teacher pair)."""
-        self._pending = None
-
-    def train(self, mode: bool = True):
-        self.reset()
-        return super().train(mode)
+        ratio = type(self).ratio if ratio is None else float(ratio)
+        if not 0.0 < ratio <= 1.0:
+            raise ValueError(f'{type(self).__name__} keep ratio must be in (0, 1], got {ratio}')
+        self.ratio = ratio
 
     def sample_mask(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError  # abstract
@@ -62,15 +57,22 @@ class PairedRandomTransform(KnowledgeTransform):
     def mask_shape(self, x: torch.Tensor) -> Tuple[int, ...]:
         raise NotImplementedError  # abstract
 
-    def paired_mask(self, x: torch.Tensor) -> torch.Tensor:
-        pending = self._pending
-        if (pending is not None and tuple(pending.shape) == self.mask_shape(x)
-                and pending.device == x.device):
-            self._pending = None
-            return pending.to(x.dtype)
-        mask = self.sample_mask(x)
-        self._pending = mask
-        return mask
+    @property
+    def active(self) -> bool:
+        return self.training and self.ratio < 1.0
+
+    def transform(self, x):
+        return x * self.sample_mask(x) if self.active else x
+
+    def transform_pair(self, s, t):
+        if not self.active:
+            return s, t
+        mask = self.sample_mask(s)
+        if tuple(mask.shape) == self.mask_shape(t) and mask.device == t.device:
+            t_mask = mask.to(t.dtype)
+        else:
+            t_mask = self.sample_mask(t)
+        return s * mask, t * t_mask
 
 
 def reduce_dims_except(x: torch.Tensor, keep: int) -> Tuple[int, ...]:

@@ -1,55 +1,49 @@
 """Attention transforms (Auto-KD puts attention-style re-weighting in the *global* family)."""
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 
 from kdzoo.registry import KD_TRANSFORMS
-from ..base import KnowledgeTransform
+from ..base import EpsMixin, KnowledgeTransform, register_variants
 
 
-@KD_TRANSFORMS.register_module(name='satt')
-class SpatialAttention(KnowledgeTransform):
-    """Spatial attention map of Attention Transfer (Zagoruyko & Komodakis, ICLR 2017).
+class Attention(EpsMixin, KnowledgeTransform):
+    """Attention map ``mean |f|^p`` over ``over`` ('C' or 'HW'), L2-normalised per sample.
 
-    ``a = mean_C |f|^p`` flattened to ``(N, H*W)`` and L2-normalised per sample; followed by
-    the ``l2`` distance it is AT's loss ``mean((a_s - a_t)^2)``.
+    Over C it is the spatial attention map of Attention Transfer (Zagoruyko & Komodakis,
+    ICLR 2017), ``(N, C, H, W) -> (N, H*W)``; followed by the ``l2`` distance it is AT's
+    loss ``mean((a_s - a_t)^2)`` (the ``at`` distance). Over HW it is one value per channel.
     """
     ranks = (3, 4)
-    formula = 'T(f) = normalize_2(vec(mean_C |f|^p)), p = 2'
-    shapes = '(N,C,H,W) -> (N,H*W); (N,C,L) -> (N,L)'
-    source = 'AT (Zagoruyko & Komodakis, ICLR 2017)'
+    over: str = 'C'
 
-    def __init__(self, p: float = 2.0, eps: float = 1e-12):
-        super().__init__()
+    def __init__(self, p: float = 2.0, eps: Optional[float] = None):
+        super().__init__(eps=eps)
         self.p = float(p)
-        self.eps = float(eps)
 
     def output_rank(self, input_rank):
         return 2
 
     def transform(self, x):
-        att = x.abs().pow(self.p).mean(dim=1).flatten(1)
+        energy = x.abs().pow(self.p)
+        if self.over == 'C':
+            att = energy.mean(dim=1).flatten(1)
+        else:
+            att = energy.flatten(2).mean(dim=2)
         return F.normalize(att, p=2.0, dim=1, eps=self.eps)
 
 
-@KD_TRANSFORMS.register_module(name='catt')
-class ChannelAttention(KnowledgeTransform):
-    """Channel attention: ``mean_HW |f|^p`` per channel, L2-normalised per sample."""
-    ranks = (3, 4)
-    formula = 'T(f) = normalize_2(mean_HW |f|^p), p = 2'
-    shapes = '(N,C,H,W) -> (N,C)'
-    source = 'Auto-KD (channel attention); AT applied along channels'
-
-    def __init__(self, p: float = 2.0, eps: float = 1e-12):
-        super().__init__()
-        self.p = float(p)
-        self.eps = float(eps)
-
-    def output_rank(self, input_rank):
-        return 2
-
-    def transform(self, x):
-        att = x.abs().pow(self.p).flatten(2).mean(dim=2)
-        return F.normalize(att, p=2.0, dim=1, eps=self.eps)
+SpatialAttention, ChannelAttention = register_variants(KD_TRANSFORMS, Attention, {
+    'satt': dict(cls_name='SpatialAttention', over='C',
+                 formula='T(f) = normalize_2(vec(mean_C |f|^p)), p = 2',
+                 shapes='(N,C,H,W) -> (N,H*W); (N,C,L) -> (N,L)',
+                 source='AT (Zagoruyko & Komodakis, ICLR 2017)'),
+    'catt': dict(cls_name='ChannelAttention', over='HW',
+                 formula='T(f) = normalize_2(mean_HW |f|^p), p = 2',
+                 shapes='(N,C,H,W) -> (N,C)',
+                 source='Auto-KD (channel attention); AT applied along channels'),
+})
 
 
 @KD_TRANSFORMS.register_module(name='natt')

@@ -4,11 +4,13 @@ Element-wise ops accept any rank 2-4 (a rank-3 input is e.g. a Gram matrix); ops
 use dim 1, "over N" dim 0, "over HW" the spatial dims of an (N, C, H, W) map (the last dim
 of an (N, C, L) tensor).
 """
+from typing import List, Tuple
+
 import torch
 import torch.nn.functional as F
 
 from kdzoo.registry import KD_TRANSFORMS
-from ..base import KnowledgeTransform
+from ..base import EpsMixin, KnowledgeTransform, register_variants
 from ._common import PairedRandomTransform
 
 ANY_RANK = (2, 3, 4)
@@ -26,7 +28,7 @@ class Identity(KnowledgeTransform):
 
 
 @KD_TRANSFORMS.register_module(name='bn')
-class BatchNormTransform(KnowledgeTransform):
+class BatchNormTransform(EpsMixin, KnowledgeTransform):
     """Non-affine batch normalisation with the statistics of the current batch.
 
     Each channel (dim 1) is standardised over N (and the spatial dims) of the tensor it is
@@ -35,17 +37,14 @@ class BatchNormTransform(KnowledgeTransform):
     ranks = ANY_RANK
     formula = 'T(x) = (x - mean_{N,H,W}(x)) / sqrt(var_{N,H,W}(x) + eps), per channel'
     source = 'Auto-KD / UniADS (batchnorm)'
-
-    def __init__(self, eps: float = 1e-5):
-        super().__init__()
-        self.eps = float(eps)
+    eps = 1e-5
 
     def transform(self, x):
         return F.batch_norm(x, None, None, training=True, momentum=0.0, eps=self.eps)
 
 
-class _DimOp(KnowledgeTransform):
-    """An op along C (dim 1), N (dim 0) or HW (the spatial dims, flattened)."""
+class DimOp(KnowledgeTransform):
+    """An op along C (dim 1), N (dim 0) or HW (the spatial dims, flattened): ``dim``."""
     dim: str = 'C'
     ranks = ANY_RANK
 
@@ -61,153 +60,121 @@ class _DimOp(KnowledgeTransform):
         return self.op(flat, 2).view_as(x)
 
 
-class _Norm(_DimOp):
-    source = 'Auto-KD / UniADS (norm)'
+def register_dim_variants(base: type, prefix: str, formula: str, **overrides) -> List[type]:
+    """Register ``{prefix}_C``, ``{prefix}_HW``, ``{prefix}_N``: the variants of a :class:`DimOp`.
 
-    def __init__(self, eps: float = 1e-12):
-        super().__init__()
-        self.eps = float(eps)
+    ``formula`` has an ``{over}`` field; ``overrides`` (keyed ``C``, ``HW``, ``N``) set
+    further class attributes of one variant. ``HW`` needs a spatial dim: ranks 3, 4.
+    """
+    over = dict(C='C', HW='H*W', N='N')
+    return register_variants(KD_TRANSFORMS, base, {
+        f'{prefix}_{dim}': dict(cls_name=f'{base.__name__}{dim}', dim=dim,
+                                ranks=(3, 4) if dim == 'HW' else ANY_RANK,
+                                formula=formula.format(over=over[dim]),
+                                **overrides.get(dim, {}))
+        for dim in ('C', 'HW', 'N')
+    })
+
+
+class Norm(EpsMixin, DimOp):
+    """L2 normalisation along ``dim``."""
+    source = 'Auto-KD / UniADS (norm)'
 
     def op(self, x, dim):
         return F.normalize(x, p=2.0, dim=dim, eps=self.eps)
 
 
-@KD_TRANSFORMS.register_module(name='norm_C')
-class NormC(_Norm):
-    """L2 normalisation over the channel dim."""
-    dim = 'C'
-    formula = 'T(x) = x / max(||x||_2 over C, eps)'
-
-
-@KD_TRANSFORMS.register_module(name='norm_HW')
-class NormHW(_Norm):
-    """L2 normalisation over the spatial positions of each (sample, channel)."""
-    dim, ranks = 'HW', (3, 4)
-    formula = 'T(x) = x / max(||x||_2 over H*W, eps)'
-
-
-@KD_TRANSFORMS.register_module(name='norm_N')
-class NormN(_Norm):
-    """L2 normalisation over the batch dim."""
-    dim = 'N'
-    formula = 'T(x) = x / max(||x||_2 over N, eps)'
-
-
-class _Softmax(_DimOp):
+class Softmax(DimOp):
+    """Softmax along ``dim``."""
     source = 'Auto-KD (softmax over a dim)'
 
     def op(self, x, dim):
         return F.softmax(x, dim=dim)
 
 
-@KD_TRANSFORMS.register_module(name='softmax_C')
-class SoftmaxC(_Softmax):
-    dim = 'C'
-    formula = 'T(x) = softmax(x) over C'
-
-
-@KD_TRANSFORMS.register_module(name='softmax_HW')
-class SoftmaxHW(_Softmax):
-    dim, ranks = 'HW', (3, 4)
-    formula = 'T(x) = softmax(x) over H*W'
-    source = 'Auto-KD (softmax over a dim); spatial distributions as in CWD'
-
-
-@KD_TRANSFORMS.register_module(name='softmax_N')
-class SoftmaxN(_Softmax):
-    dim = 'N'
-    formula = 'T(x) = softmax(x) over N'
-
-
-class _LogSoftmax(_DimOp):
+class LogSoftmax(DimOp):
+    """Log-softmax along ``dim``."""
     source = 'Auto-KD (log-softmax over a dim)'
 
     def op(self, x, dim):
         return F.log_softmax(x, dim=dim)
 
 
-@KD_TRANSFORMS.register_module(name='logsoftmax_C')
-class LogSoftmaxC(_LogSoftmax):
-    dim = 'C'
-    formula = 'T(x) = log_softmax(x) over C'
+NormC, NormHW, NormN = register_dim_variants(Norm, 'norm',
+                                             'T(x) = x / max(||x||_2 over {over}, eps)')
+SoftmaxC, SoftmaxHW, SoftmaxN = register_dim_variants(
+    Softmax, 'softmax', 'T(x) = softmax(x) over {over}',
+    HW=dict(source='Auto-KD (softmax over a dim); spatial distributions as in CWD'))
+LogSoftmaxC, LogSoftmaxHW, LogSoftmaxN = register_dim_variants(
+    LogSoftmax, 'logsoftmax', 'T(x) = log_softmax(x) over {over}')
 
 
-@KD_TRANSFORMS.register_module(name='logsoftmax_HW')
-class LogSoftmaxHW(_LogSoftmax):
-    dim, ranks = 'HW', (3, 4)
-    formula = 'T(x) = log_softmax(x) over H*W'
+class PerSampleScale(EpsMixin, KnowledgeTransform):
+    """Per-sample affine scaling ``(x_n - loc_n) / (scale_n + eps)``; ``stats`` gives them."""
+    ranks = ANY_RANK
 
+    def stats(self, flat: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``loc, scale`` of shape ``(N, 1)`` from the flattened ``(N, D)`` input."""
+        raise NotImplementedError  # abstract
 
-@KD_TRANSFORMS.register_module(name='logsoftmax_N')
-class LogSoftmaxN(_LogSoftmax):
-    dim = 'N'
-    formula = 'T(x) = log_softmax(x) over N'
+    def transform(self, x):
+        flat = x.flatten(1)
+        loc, scale = self.stats(flat)
+        return ((flat - loc) / (scale + self.eps)).view_as(x)
 
 
 @KD_TRANSFORMS.register_module(name='minmax')
-class MinMax(KnowledgeTransform):
+class MinMax(PerSampleScale):
     """Per-sample min-max scaling to [0, 1]."""
-    ranks = ANY_RANK
     formula = 'T(x)_n = (x_n - min(x_n)) / (max(x_n) - min(x_n) + eps), per sample n'
     source = 'Auto-KD (global normalisation)'
+    eps = 1e-8
 
-    def __init__(self, eps: float = 1e-8):
-        super().__init__()
-        self.eps = float(eps)
-
-    def transform(self, x):
-        flat = x.flatten(1)
+    def stats(self, flat):
         lo = flat.min(dim=1, keepdim=True).values
         hi = flat.max(dim=1, keepdim=True).values
-        return ((flat - lo) / (hi - lo + self.eps)).view_as(x)
+        return lo, hi - lo
 
 
 @KD_TRANSFORMS.register_module(name='standardize')
-class Standardize(KnowledgeTransform):
+class Standardize(PerSampleScale):
     """Per-sample z-score (logit standardisation, Sun et al. CVPR 2024)."""
-    ranks = ANY_RANK
     formula = 'T(x)_n = (x_n - mean(x_n)) / (std(x_n) + eps), per sample n'
     source = 'Logit standardization KD (Sun et al., CVPR 2024)'
+    eps = 1e-7
 
-    def __init__(self, eps: float = 1e-7):
-        super().__init__()
-        self.eps = float(eps)
-
-    def transform(self, x):
-        flat = x.flatten(1)
-        mean = flat.mean(dim=1, keepdim=True)
-        std = flat.std(dim=1, keepdim=True, unbiased=False)
-        return ((flat - mean) / (std + self.eps)).view_as(x)
+    def stats(self, flat):
+        return flat.mean(dim=1, keepdim=True), flat.std(dim=1, keepdim=True, unbiased=False)
 
 
-@KD_TRANSFORMS.register_module(name='tanh')
-class Tanh(KnowledgeTransform):
+class Elementwise(KnowledgeTransform):
+    """An element-wise function ``op`` (a static method set by each variant)."""
     ranks = ANY_RANK
-    formula = 'T(x) = tanh(x)'
-    source = 'UniADS (tanh)'
+
+    @staticmethod
+    def op(x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError  # set by each variant
 
     def transform(self, x):
-        return torch.tanh(x)
+        return self.op(x)
 
 
-@KD_TRANSFORMS.register_module(name='sigmoid')
-class Sigmoid(KnowledgeTransform):
-    ranks = ANY_RANK
-    formula = 'T(x) = 1 / (1 + exp(-x))'
-    source = 'Auto-KD / UniADS (element-wise)'
-
-    def transform(self, x):
-        return torch.sigmoid(x)
+def signed_log(x: torch.Tensor) -> torch.Tensor:
+    return torch.sign(x) * torch.log1p(x.abs())
 
 
-@KD_TRANSFORMS.register_module(name='relu')
-class ReLU(KnowledgeTransform):
-    ranks = ANY_RANK
-    formula = 'T(x) = max(x, 0)'
-    source = 'element-wise (post-ReLU feature matching)'
-
-    def transform(self, x):
-        return F.relu(x)
+Tanh, Sigmoid, ReLU, Abs, SignedLog = register_variants(KD_TRANSFORMS, Elementwise, {
+    'tanh': dict(cls_name='Tanh', op=staticmethod(torch.tanh), formula='T(x) = tanh(x)',
+                 source='UniADS (tanh)'),
+    'sigmoid': dict(cls_name='Sigmoid', op=staticmethod(torch.sigmoid),
+                    formula='T(x) = 1 / (1 + exp(-x))', source='Auto-KD / UniADS (element-wise)'),
+    'relu': dict(cls_name='ReLU', op=staticmethod(F.relu), formula='T(x) = max(x, 0)',
+                 source='element-wise (post-ReLU feature matching)'),
+    'abs': dict(cls_name='Abs', op=staticmethod(torch.abs), formula='T(x) = |x|',
+                source='Auto-KD (element-wise)'),
+    'log': dict(cls_name='SignedLog', op=staticmethod(signed_log),
+                formula='T(x) = sign(x) * log(1 + |x|)', source='Auto-KD (element-wise)'),
+})
 
 
 @KD_TRANSFORMS.register_module(name='scale')
@@ -223,16 +190,6 @@ class Scale(KnowledgeTransform):
 
     def transform(self, x):
         return x * self.factor
-
-
-@KD_TRANSFORMS.register_module(name='abs')
-class Abs(KnowledgeTransform):
-    ranks = ANY_RANK
-    formula = 'T(x) = |x|'
-    source = 'Auto-KD (element-wise)'
-
-    def transform(self, x):
-        return x.abs()
 
 
 @KD_TRANSFORMS.register_module(name='pow')
@@ -251,27 +208,14 @@ class Pow(KnowledgeTransform):
 
 
 @KD_TRANSFORMS.register_module(name='sqrt')
-class SignedSqrt(KnowledgeTransform):
+class SignedSqrt(EpsMixin, KnowledgeTransform):
     ranks = ANY_RANK
     formula = 'T(x) = sign(x) * sqrt(|x| + eps)'
     source = 'Auto-KD (element-wise)'
-
-    def __init__(self, eps: float = 1e-6):
-        super().__init__()
-        self.eps = float(eps)
+    eps = 1e-6
 
     def transform(self, x):
         return torch.sign(x) * torch.sqrt(x.abs() + self.eps)
-
-
-@KD_TRANSFORMS.register_module(name='log')
-class SignedLog(KnowledgeTransform):
-    ranks = ANY_RANK
-    formula = 'T(x) = sign(x) * log(1 + |x|)'
-    source = 'Auto-KD (element-wise)'
-
-    def transform(self, x):
-        return torch.sign(x) * torch.log1p(x.abs())
 
 
 @KD_TRANSFORMS.register_module(name='flatten')
@@ -299,12 +243,7 @@ class RandomMask(PairedRandomTransform):
     ranks = (2, 4)
     formula = 'T(x) = m * x, m ~ Bernoulli(ratio) of shape (N,1,H,W) (or (N,C)), shared by s and t'
     source = 'Auto-KD (mask; large capacity gap), MGD-style random masking'
-
-    def __init__(self, ratio: float = 0.5):
-        super().__init__()
-        if not 0.0 < ratio <= 1.0:
-            raise ValueError(f'mask keep ratio must be in (0, 1], got {ratio}')
-        self.ratio = float(ratio)
+    ratio = 0.5
 
     def mask_shape(self, x):
         if x.dim() == 4:
@@ -314,11 +253,6 @@ class RandomMask(PairedRandomTransform):
     def sample_mask(self, x):
         return torch.bernoulli(torch.full(self.mask_shape(x), self.ratio, device=x.device,
                                           dtype=x.dtype))
-
-    def transform(self, x):
-        if not self.training or self.ratio >= 1.0:
-            return x
-        return x * self.paired_mask(x)
 
 
 @KD_TRANSFORMS.register_module(name='dropout')
@@ -331,12 +265,7 @@ class PairedDropout(PairedRandomTransform):
     ranks = ANY_RANK
     formula = 'T(x) = m * x / ratio, m ~ Bernoulli(ratio) element-wise, shared by s and t'
     source = 'Auto-KD (masking); dropout'
-
-    def __init__(self, ratio: float = 0.8):
-        super().__init__()
-        if not 0.0 < ratio <= 1.0:
-            raise ValueError(f'dropout keep ratio must be in (0, 1], got {ratio}')
-        self.ratio = float(ratio)
+    ratio = 0.8
 
     def mask_shape(self, x):
         return tuple(x.shape)
@@ -344,8 +273,3 @@ class PairedDropout(PairedRandomTransform):
     def sample_mask(self, x):
         keep = torch.full(self.mask_shape(x), self.ratio, device=x.device, dtype=x.dtype)
         return torch.bernoulli(keep) / self.ratio
-
-    def transform(self, x):
-        if not self.training or self.ratio >= 1.0:
-            return x
-        return x * self.paired_mask(x)

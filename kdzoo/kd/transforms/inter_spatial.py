@@ -5,10 +5,11 @@ import torch
 import torch.nn.functional as F
 
 from kdzoo.registry import KD_TRANSFORMS
-from ..base import KnowledgeTransform
+from ..base import EpsMixin, KnowledgeTransform, register_variants
 
 
-class _Pool(KnowledgeTransform):
+class Pool(KnowledgeTransform):
+    """Adaptive average pooling to ``size x size`` (keeps rank 4)."""
     family = 'inter'
     ranks = (4, )
     size: int = 1
@@ -18,28 +19,12 @@ class _Pool(KnowledgeTransform):
         return F.adaptive_avg_pool2d(x, self.size)
 
 
-@KD_TRANSFORMS.register_module(name='pool1')
-class Pool1(_Pool):
-    """Adaptive average pooling to 1x1 (keeps rank 4)."""
-    size = 1
-    formula = 'T(x) = adaptive_avg_pool(x, 1x1)'
-    shapes = '(N,C,H,W) -> (N,C,1,1)'
-
-
-@KD_TRANSFORMS.register_module(name='pool2')
-class Pool2(_Pool):
-    """Adaptive average pooling to 2x2."""
-    size = 2
-    formula = 'T(x) = adaptive_avg_pool(x, 2x2)'
-    shapes = '(N,C,H,W) -> (N,C,2,2)'
-
-
-@KD_TRANSFORMS.register_module(name='pool4')
-class Pool4(_Pool):
-    """Adaptive average pooling to 4x4."""
-    size = 4
-    formula = 'T(x) = adaptive_avg_pool(x, 4x4)'
-    shapes = '(N,C,H,W) -> (N,C,4,4)'
+Pool1, Pool2, Pool4 = register_variants(KD_TRANSFORMS, Pool, {
+    f'pool{k}': dict(cls_name=f'Pool{k}', size=k,
+                     formula=f'T(x) = adaptive_avg_pool(x, {k}x{k})',
+                     shapes=f'(N,C,H,W) -> (N,C,{k},{k})')
+    for k in (1, 2, 4)
+})
 
 
 @KD_TRANSFORMS.register_module(name='gap')
@@ -116,7 +101,7 @@ class SampleGram(KnowledgeTransform):
 
 
 @KD_TRANSFORMS.register_module(name='sample_sim')
-class SampleSimilarity(KnowledgeTransform):
+class SampleSimilarity(EpsMixin, KnowledgeTransform):
     """Similarity-preserving KD's batch similarity (Tung & Mori, ICCV 2019).
 
     ``G = F F^T`` with rows L2-normalised; followed by ``l2`` it is SP's loss
@@ -127,10 +112,7 @@ class SampleSimilarity(KnowledgeTransform):
     formula = 'T(f) = row_normalize_2(F F^T), F = reshape(f, (N, D))'
     shapes = '(N,...) -> (N,N)'
     source = 'SP (Tung & Mori, ICCV 2019)'
-
-    def __init__(self, eps: float = 1e-12):
-        super().__init__()
-        self.eps = float(eps)
+    eps = 1e-12
 
     def output_rank(self, input_rank):
         return 2

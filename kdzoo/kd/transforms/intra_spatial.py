@@ -3,15 +3,10 @@ import torch
 import torch.nn.functional as F
 
 from kdzoo.registry import KD_TRANSFORMS
-from ..base import KnowledgeTransform
+from ..base import KnowledgeTransform, register_variants
 
 
-def _patch_formula(k: int) -> str:
-    return (f'split H, W into a {k}x{k} grid of patches P; '
-            f'T(x)[n,c,P] = softmax(x[n,c,P]) over the positions of P')
-
-
-class _LocalPatches(KnowledgeTransform):
+class LocalPatch(KnowledgeTransform):
     """Split the map into a ``k x k`` grid of non-overlapping patches; softmax in each patch.
 
     For every sample and channel, the values inside one patch (``H/k x W/k`` positions) are
@@ -46,22 +41,12 @@ class _LocalPatches(KnowledgeTransform):
         return torch.cat(rows, dim=2)
 
 
-@KD_TRANSFORMS.register_module(name='patch1')
-class LocalPatch1(_LocalPatches):
-    grid = 1
-    formula = _patch_formula(1)
-
-
-@KD_TRANSFORMS.register_module(name='patch2')
-class LocalPatch2(_LocalPatches):
-    grid = 2
-    formula = _patch_formula(2)
-
-
-@KD_TRANSFORMS.register_module(name='patch4')
-class LocalPatch4(_LocalPatches):
-    grid = 4
-    formula = _patch_formula(4)
+LocalPatch1, LocalPatch2, LocalPatch4 = register_variants(KD_TRANSFORMS, LocalPatch, {
+    f'patch{k}': dict(cls_name=f'LocalPatch{k}', grid=k,
+                      formula=(f'split H, W into a {k}x{k} grid of patches P; '
+                               'T(x)[n,c,P] = softmax(x[n,c,P]) over the positions of P'))
+    for k in (1, 2, 4)
+})
 
 
 @KD_TRANSFORMS.register_module(name='channel_dist')

@@ -5,12 +5,13 @@ without learnable parameters: the teacher side is aligned to ``D_s`` (channel se
 interpolation or, best, an SVD projection), then rescaled (SN, SM or PTS) so that a few
 high-variance channels do not dominate the L2 loss.
 
-**Student/teacher convention.** A distill term applies each transform to both tensors,
-the student first. The dimension-aligning transforms therefore only change tensors whose
-channel dim (dim 1) differs from the target ``out_dim``; a tensor that already has
-``out_dim`` channels (the student's) passes through unchanged. ``out_dim=None`` means
-"the channel dim of the first tensor seen", i.e. the student's. All of them accept
-``(N, D)`` vectors and ``(N, C, H, W)`` maps (aligned along C at every position).
+**Student/teacher convention.** A distill term applies each transform to the (student,
+teacher) pair with :meth:`~kdzoo.kd.KnowledgeTransform.pair`. The dimension-aligning
+transforms only change tensors whose channel dim (dim 1) differs from the target
+``out_dim``; a tensor that already has ``out_dim`` channels (the student's) passes through
+unchanged. ``out_dim=None`` means "the channel dim of the student tensor of the pair" (for
+a single tensor, its own: it passes through). All of them accept ``(N, D)`` vectors and
+``(N, C, H, W)`` maps (aligned along C at every position).
 """
 from typing import Iterable, Optional, Sequence, Union
 
@@ -18,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from kdzoo.registry import KD_TRANSFORMS
-from ..base import KnowledgeTransform
+from ..base import EpsMixin, KnowledgeTransform
 from ._common import LazyBuffersMixin, channel_view, reduce_dims_except
 
 Features = Union[torch.Tensor, Iterable[torch.Tensor]]
@@ -48,10 +49,16 @@ class _ChannelAlign(KnowledgeTransform):
             raise ValueError(f'out_dim must be > 0, got {out_dim}')
         self.out_dim = out_dim
 
-    def target_dim(self, x: torch.Tensor) -> int:
-        if self.out_dim is None:
-            self.out_dim = int(x.shape[1])  # the first tensor seen: the student's
-        return self.out_dim
+    def align(self, x: torch.Tensor, out: int) -> torch.Tensor:
+        """``x`` with ``out`` channels (unchanged if it has them already)."""
+        raise NotImplementedError  # abstract
+
+    def transform(self, x):
+        return self.align(x, int(x.shape[1]) if self.out_dim is None else self.out_dim)
+
+    def transform_pair(self, s, t):
+        out = int(s.shape[1]) if self.out_dim is None else self.out_dim  # the student's
+        return self.align(s, out), self.align(t, out)
 
 
 @KD_TRANSFORMS.register_module(name='svd')
@@ -63,7 +70,7 @@ class SVDAlign(LazyBuffersMixin, _ChannelAlign):
     ``X^T X``, each with its largest-magnitude entry made positive; ``fitted`` (buffer)
     tells whether it was computed. :meth:`fit` computes it from a tensor or an iterable of
     tensors (e.g. over a data loader). If not fitted, the first tensor whose dim differs
-    from ``out_dim`` (the teacher's, at the first training step) is used to fit it.
+    from the target (the teacher's of the first pair) is used to fit it.
 
     After fitting, tensors with ``D_t`` channels are projected (``x @ basis``) and tensors
     with ``D_s`` channels are returned unchanged. When ``D_t == D_s`` the projection is a
@@ -71,7 +78,7 @@ class SVDAlign(LazyBuffersMixin, _ChannelAlign):
     (before it, equal-dim tensors pass through).
 
     Args:
-        out_dim: ``D_s``; ``None``: the channel dim of the first tensor seen (the student's).
+        out_dim: ``D_s``; ``None``: the channel dim of the pair's student tensor.
         in_dim: ``D_t`` if known (pre-sizes the buffer; otherwise sized when fitted or when
             a checkpoint is loaded).
     """
@@ -90,8 +97,8 @@ class SVDAlign(LazyBuffersMixin, _ChannelAlign):
     def fit(self, features: Features, out_dim: Optional[int] = None) -> 'SVDAlign':
         """Fit the basis on teacher features: a tensor or an iterable of tensors.
 
-        ``out_dim`` overrides the constructor's; if neither is set (and no student tensor
-        was seen yet) all ``D_t`` directions are kept, i.e. a rotation. Under distributed
+        ``out_dim`` overrides the constructor's; if neither is set all ``D_t`` directions
+        are kept, i.e. a rotation. Under distributed
         training call it before training (on the same data on every rank): a basis fitted
         inside the first forward comes from each rank's own batch.
         """
@@ -119,13 +126,12 @@ class SVDAlign(LazyBuffersMixin, _ChannelAlign):
         self.fitted.fill_(True)
         return self
 
-    def transform(self, x):
+    def align(self, x, out):
         c = x.shape[1]
         if not bool(self.fitted):
-            out = self.target_dim(x)
             if c == out:
                 return x
-            self.fit(x)
+            self.fit(x, out_dim=out)
         in_dim, out_dim = self.basis.shape
         if c == in_dim:
             basis = self.basis.to(x.dtype)
@@ -155,8 +161,7 @@ class ChannelSelect(_ChannelAlign):
         super().__init__(out_dim)
         self.indices = indices
 
-    def transform(self, x):
-        out = self.target_dim(x)
+    def align(self, x, out):
         c = x.shape[1]
         if c == out:
             return x
@@ -177,8 +182,7 @@ class ChannelInterp(_ChannelAlign):
     shapes = '(N,D_t[,H,W]) -> (N,D_s[,H,W]); D_s tensors unchanged'
     source = 'KDEP (He et al., CVPR 2022): interpolation'
 
-    def transform(self, x):
-        out = self.target_dim(x)
+    def align(self, x, out):
         c = x.shape[1]
         if c == out:
             return x
@@ -190,16 +194,16 @@ class ChannelInterp(_ChannelAlign):
         return res.view(n, h, w, out).permute(0, 3, 1, 2)
 
 
-class _RunningChannelStats(LazyBuffersMixin, KnowledgeTransform):
+class _RunningChannelStats(LazyBuffersMixin, EpsMixin, KnowledgeTransform):
     """Per-channel variance kept in buffers (``running_var``, ``num_batches_tracked``).
 
-    Statistics are computed over every dim but the channel dim (1). In training mode the
-    transform counts its calls; calls come in (student, teacher) pairs, and with
-    ``update_from='teacher'`` (default) only the teacher call of each pair updates the
-    statistics, after the pair used them, so both tensors of a step are scaled by the
-    same numbers; ``'both'`` updates on every call. Before any statistics exist, a call
-    uses the batch's own statistics (and a teacher call stores them). :meth:`fit` sets the
-    statistics from data. In eval mode the stored statistics are used unchanged.
+    Statistics are computed over every dim but the channel dim (1). In training mode,
+    :meth:`pair` scales the student and the teacher tensor by the same statistics, then,
+    with ``update_from='teacher'`` (default), updates them from the teacher tensor;
+    ``'both'`` updates after each of the two tensors (and after a single tensor given to
+    ``forward``, which otherwise updates nothing). Before any statistics exist, a tensor
+    is scaled by its own batch statistics (and the teacher's are stored). :meth:`fit` sets
+    the statistics from data. In eval mode the stored statistics are used unchanged.
 
     Args:
         momentum: running-average momentum; ``None``: cumulative average.
@@ -211,18 +215,17 @@ class _RunningChannelStats(LazyBuffersMixin, KnowledgeTransform):
     ranks = (2, 4)
     stateful = True
     _lazy_buffers = ('running_var', )
+    eps = 1e-5
 
-    def __init__(self, momentum: Optional[float] = 0.1, eps: float = 1e-5,
+    def __init__(self, momentum: Optional[float] = 0.1, eps: Optional[float] = None,
                  num_channels: Optional[int] = None, update_from: str = 'teacher'):
-        super().__init__()
+        super().__init__(eps=eps)
         if update_from not in ('teacher', 'both'):
             raise ValueError(f"update_from must be 'teacher' or 'both', got {update_from!r}")
         self.momentum = momentum
-        self.eps = float(eps)
         self.update_from = update_from
         self.register_buffer('running_var', torch.ones(num_channels or 0))
         self.register_buffer('num_batches_tracked', torch.tensor(0, dtype=torch.long))
-        self._calls = 0
 
     @staticmethod
     def batch_var(x: torch.Tensor) -> torch.Tensor:
@@ -250,8 +253,9 @@ class _RunningChannelStats(LazyBuffersMixin, KnowledgeTransform):
         self._store((sq / count - mean.pow(2)).clamp_min(0).to(self.running_var.dtype))
         return self
 
-    def channel_var(self, x: torch.Tensor) -> torch.Tensor:
-        """The per-channel variance used to transform ``x`` (updates state in training)."""
+    def channel_var(self, x: torch.Tensor, update: bool = False) -> torch.Tensor:
+        """The per-channel variance used to transform ``x``; then, in training mode and
+        if ``update``, the statistics are updated from ``x``."""
         tracked = int(self.num_batches_tracked) > 0
         if tracked and self.running_var.numel() != x.shape[1]:
             raise ValueError(f'{type(self).__name__} holds statistics of '
@@ -259,8 +263,6 @@ class _RunningChannelStats(LazyBuffersMixin, KnowledgeTransform):
                              f'{tuple(x.shape)}')
         if not self.training:
             return self.running_var if tracked else self.batch_var(x)
-        update = self.update_from == 'both' or self._calls % 2 == 1
-        self._calls += 1
         if not tracked:
             var = self.batch_var(x)
             if update:
@@ -274,6 +276,17 @@ class _RunningChannelStats(LazyBuffersMixin, KnowledgeTransform):
             self.num_batches_tracked.fill_(count)
         return var
 
+    def rescale(self, x: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+        """``x`` scaled by the per-channel variance ``var``."""
+        raise NotImplementedError  # abstract
+
+    def transform(self, x):
+        return self.rescale(x, self.channel_var(x, update=self.update_from == 'both'))
+
+    def transform_pair(self, s, t):
+        s = self.rescale(s, self.channel_var(s, update=self.update_from == 'both'))
+        return s, self.rescale(t, self.channel_var(t, update=True))
+
 
 @KD_TRANSFORMS.register_module(name='sn')
 class StdNormalize(_RunningChannelStats):
@@ -281,8 +294,8 @@ class StdNormalize(_RunningChannelStats):
     formula = 'T(f) = f / sqrt(var_c + eps), var_c = running per-channel variance'
     source = 'KDEP (He et al., CVPR 2022): SN'
 
-    def transform(self, x):
-        var = self.channel_var(x).to(x.dtype)
+    def rescale(self, x, var):
+        var = var.to(x.dtype)
         return x / channel_view(torch.sqrt(var + self.eps), x)
 
 
@@ -311,8 +324,8 @@ class StdMatch(_RunningChannelStats):
             self.target.fill_(float(ref.running_var.max().sqrt()))
         return self
 
-    def transform(self, x):
-        var = self.channel_var(x).to(x.dtype)
+    def rescale(self, x, var):
+        var = var.to(x.dtype)
         if self.target_std is not None:
             target = torch.as_tensor(float(self.target_std), dtype=x.dtype, device=x.device)
         elif float(self.target) > 0:
@@ -323,7 +336,7 @@ class StdMatch(_RunningChannelStats):
 
 
 @KD_TRANSFORMS.register_module(name='pts')
-class PowerTemperatureScaling(KnowledgeTransform):
+class PowerTemperatureScaling(EpsMixin, KnowledgeTransform):
     """KDEP's power temperature scaling, global and non-decreasing.
 
     ``T`` and ``n`` are not stated in the method card; defaults ``T=1, n=2``. ``|f / T|`` is
@@ -335,9 +348,8 @@ class PowerTemperatureScaling(KnowledgeTransform):
     source = 'KDEP (He et al., CVPR 2022): PTS'
 
     def __init__(self, T: float = 1.0, n: float = 2.0,  # noqa: N803 (paper's symbols)
-                 eps: float = 1e-12):
-        super().__init__()
-        self.eps = float(eps)
+                 eps: Optional[float] = None):
+        super().__init__(eps=eps)
         if T <= 0 or n <= 0:
             raise ValueError(f'pts needs T > 0 and n > 0, got T={T}, n={n}')
         self.T = float(T)
