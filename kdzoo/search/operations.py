@@ -17,7 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 from kdzoo.utils import check_keys
 from .samplers import PathSampler
 from .space import Decision, SearchSpace
-from .trials import counts_as_visit, trial_params, trial_rng
+from .trials import counts_as_visit, enqueued_params, trial_params, trial_rng
 
 #: Trial user attributes of a rung role: bracket, rung, budget (epochs), candidate.
 ROLE_KEYS = ('sh_bracket', 'sh_rung', 'sh_budget', 'sh_candidate')
@@ -180,7 +180,7 @@ class OperationSampler(PathSampler):
         self.max_draws = max_draws
 
     def choose_path(self, study: Study, trial: FrozenTrial) -> Tuple[int, ...]:
-        fixed = trial.system_attrs.get('fixed_params') or {}
+        fixed = enqueued_params(trial)
         avoid = set()
         if not all(d.name in fixed for d in self.space.decisions):
             avoid = {self.space.path_of(trial_params(t))

@@ -17,7 +17,7 @@ from .operations import (ELIMINATED_ATTR, PROBABILITIES_ATTR, SCHEDULE_ATTR, is_
                          role_of)
 from .plots import plot_halving, plot_progress
 from .space import SearchSpace
-from .trials import counts_as_visit
+from .trials import counts_as_visit, trial_params
 
 
 def _atomic_write(path: str, text: str) -> None:
@@ -59,7 +59,7 @@ def result_rows(study: Study, space: SearchSpace, metric: str,
         if 'param_count' not in row:
             row['param_count'] = t.user_attrs.get('param_count', '')
         row['duration_s'] = t.user_attrs.get('duration_s', '')
-        params = t.params or t.system_attrs.get('fixed_params', {})
+        params = trial_params(t)
         for name in space.names:
             row[name] = params.get(name, '')
         row['note'] = _note(t)

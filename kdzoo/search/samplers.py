@@ -32,7 +32,7 @@ from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from .space import SearchSpace
-from .trials import counts_as_visit, trial_params, trial_rng
+from .trials import counts_as_visit, enqueued_params, trial_params, trial_rng
 
 REWARDS = ('metric', 'autokd')
 
@@ -234,7 +234,7 @@ class MCTSSampler(PathSampler):
     def choose_path(self, study: Study, trial: FrozenTrial) -> Tuple[int, ...]:
         return select_path(self.space, self.tree(study), trial_rng(self.seed, trial.number),
                            self.exploration, self.allow_repeats,
-                           trial.system_attrs.get('fixed_params'))
+                           enqueued_params(trial))
 
 
 def _reseed(sampler: BaseSampler, seed: Optional[int], number: int) -> None:

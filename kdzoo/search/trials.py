@@ -28,11 +28,17 @@ INTERRUPTED_KEY = 'kdzoo:interrupted'
 
 
 # --- reading trials ----------------------------------------------------------------------------
+def enqueued_params(trial: FrozenTrial) -> Dict[str, Any]:
+    """The parameters fixed by ``study.enqueue_trial`` (Optuna keeps them in the system
+    attribute ``fixed_params``; empty for a trial that was not enqueued)."""
+    return dict(trial.system_attrs.get('fixed_params') or {})
+
+
 def trial_params(trial: FrozenTrial) -> Dict[str, Any]:
     """The parameters of a trial; a WAITING trial's are its fixed (enqueued) ones."""
     if trial.params:
         return trial.params
-    return dict(trial.system_attrs.get('fixed_params', {}))
+    return enqueued_params(trial)
 
 
 def counts_as_visit(trial: FrozenTrial) -> bool:
