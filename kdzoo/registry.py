@@ -56,9 +56,10 @@ VISUALIZERS = Registry('visualizer', parent=MMENGINE_VISUALIZERS, locations=['kd
 VISBACKENDS = Registry('vis_backend', parent=MMENGINE_VISBACKENDS, locations=['kdzoo.engine'])
 
 # --- kdzoo's own registries ---------------------------------------------------------------
-# Network architectures that can be distilled into (the CIFAR KD zoo, timm, torchvision).
-# Teachers use the same architectures; see TEACHERS for where a teacher comes from.
-STUDENTS = Registry('student', scope='kdzoo', locations=['kdzoo.models.architectures'])
+# Network architectures, students and teachers alike (the CIFAR KD zoo, timm, torchvision);
+# see TEACHERS for where a teacher comes from.
+ARCHITECTURES = Registry('architecture', scope='kdzoo',
+                         locations=['kdzoo.models.architectures'])
 # Teacher sources: a model config + checkpoint, a config file (local, mmdet::, mmseg::),
 # a timm / torchvision name; each builds a frozen teacher module.
 TEACHERS = Registry('teacher', scope='kdzoo', locations=['kdzoo.models.teachers'])
@@ -74,6 +75,6 @@ __all__ = [
     'RUNNERS', 'LOOPS', 'HOOKS', 'LOG_PROCESSORS', 'OPTIMIZERS', 'OPTIM_WRAPPERS',
     'OPTIM_WRAPPER_CONSTRUCTORS', 'PARAM_SCHEDULERS', 'DATASETS', 'DATA_SAMPLERS',
     'TRANSFORMS', 'MODELS', 'MODEL_WRAPPERS', 'WEIGHT_INITIALIZERS', 'METRICS', 'EVALUATOR',
-    'VISUALIZERS', 'VISBACKENDS', 'STUDENTS', 'TEACHERS', 'KD_TRANSFORMS', 'DISTANCES',
+    'VISUALIZERS', 'VISBACKENDS', 'ARCHITECTURES', 'TEACHERS', 'KD_TRANSFORMS', 'DISTANCES',
     'CONNECTORS', 'SEARCHERS'
 ]

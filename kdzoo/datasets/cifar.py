@@ -17,7 +17,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from kdzoo.registry import DATASETS
-from .fashion_mnist import ArrayImageDataset
+from .array_dataset import ArrayImageDataset
 
 CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse',
                    'ship', 'truck')

@@ -1,7 +1,7 @@
 from .distributed import (CPUDistributedDataParallel, setup_cpu_distributed,
                           teardown_distributed)
 from .hooks import StudentCheckpointHook
-from .search_hooks import EarlyStopOnGoodEnoughHook, LossSuppressed, LossSuppressionHook
+from .proxy_hooks import EarlyStopOnGoodEnoughHook, LossSuppressed, LossSuppressionHook
 
 __all__ = ['StudentCheckpointHook', 'CPUDistributedDataParallel', 'setup_cpu_distributed',
            'teardown_distributed', 'LossSuppressionHook', 'EarlyStopOnGoodEnoughHook',

@@ -1,4 +1,4 @@
-"""Image classifier: an MMEngine model around any architecture of ``STUDENTS``."""
+"""Image classifier: an MMEngine model around any architecture of ``ARCHITECTURES``."""
 from typing import Optional, Union
 
 import torch
@@ -6,21 +6,21 @@ import torch.nn.functional as F
 from mmengine.model import BaseModel
 from torch import nn
 
-from kdzoo.registry import MODELS, STUDENTS
+from kdzoo.registry import ARCHITECTURES, MODELS
 
 
 def build_architecture(cfg: Union[dict, nn.Module]) -> nn.Module:
-    """Build a network from ``STUDENTS`` (kdzoo zoo, timm, torchvision) or ``MODELS``."""
+    """Build a network from ``ARCHITECTURES`` (kdzoo zoo, timm, torchvision) or ``MODELS``."""
     if isinstance(cfg, nn.Module):
         return cfg
-    STUDENTS.import_from_location()
-    if STUDENTS.get(cfg['type']) is not None:
-        return STUDENTS.build(cfg)
+    ARCHITECTURES.import_from_location()
+    if ARCHITECTURES.get(cfg['type']) is not None:
+        return ARCHITECTURES.build(cfg)
     if MODELS.get(cfg['type']) is not None:
         return MODELS.build(cfg)
-    names = ', '.join(sorted(STUDENTS.module_dict))
-    raise KeyError(f'unknown architecture {cfg["type"]!r}; registered in STUDENTS: {names} '
-                   f'(or any MODELS type)')
+    names = ', '.join(sorted(ARCHITECTURES.module_dict))
+    raise KeyError(f'unknown architecture {cfg["type"]!r}; registered in ARCHITECTURES: '
+                   f'{names} (or any MODELS type)')
 
 
 def gt_labels_of(data_samples) -> Optional[torch.Tensor]:

@@ -9,7 +9,9 @@ from torch import nn
 import torch.nn.functional as F
 
 from kdzoo.kd import DistillTerm
+from kdzoo.kd.term import TERM_KEYS
 from kdzoo.registry import CONNECTORS, MODELS
+from kdzoo.utils.config_keys import check_keys, missing_keys
 from .classifier import gt_labels_of
 from .recorder import FeatureRecorder
 from .teachers import build_teacher, teacher_forward
@@ -119,18 +121,12 @@ class Distiller(BaseModel):
             self.teacher, [s['teacher'] for s in self.term_specs], owner='teacher')
         self._ranks_checked = False
 
-    _TERM_KEYS = ('student', 'teacher', 'distance', 'transforms', 'weight', 'tau',
-                  'connector', 'name')
-
-    def _check_term_cfg(self, index: int, cfg: dict) -> dict:
+    @staticmethod
+    def _check_term_cfg(index: int, cfg: dict) -> dict:
         cfg = dict(cfg)
-        unknown = sorted(set(cfg) - set(self._TERM_KEYS))
-        if unknown:
-            raise KeyError(f'distill_terms[{index}] has unknown keys {unknown}; valid keys: '
-                           f'{list(self._TERM_KEYS)}')
-        for key in ('student', 'teacher', 'distance'):
-            if key not in cfg:
-                raise KeyError(f'distill_terms[{index}] needs the key {key!r}')
+        where = f'distill_terms[{index}]'
+        check_keys(cfg, TERM_KEYS, where)
+        missing_keys(cfg, ('student', 'teacher', 'distance'), where)
         cfg.setdefault('name', f'kd{index}')
         return cfg
 

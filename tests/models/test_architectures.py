@@ -1,12 +1,12 @@
-"""The CIFAR KD zoo and the timm / torchvision wrappers of ``STUDENTS``."""
+"""The CIFAR KD zoo and the timm / torchvision wrappers of ``ARCHITECTURES``."""
 import pytest
 import torch
 from torch import nn
 
-from kdzoo.models.architectures import ZOO_MODELS
-from kdzoo.registry import STUDENTS
+from kdzoo.models.architectures import ZOO_MODELS, CifarResNet
+from kdzoo.registry import ARCHITECTURES
 
-STUDENTS.import_from_location()
+ARCHITECTURES.import_from_location()
 
 # Parameter counts of the CRD zoo at 100 classes (millions; resnet8's 0.08M to 3 digits).
 CRD_PARAMS = {
@@ -26,19 +26,31 @@ def num_params(model: nn.Module) -> int:
 def build_meta(**cfg) -> nn.Module:
     """Build without allocating or initialising real weights (for counting parameters)."""
     with torch.device('meta'):
-        return STUDENTS.build(cfg)
+        return ARCHITECTURES.build(cfg)
 
 
 def test_registered_names():
-    names = set(STUDENTS.module_dict)
+    names = set(ARCHITECTURES.module_dict)
     assert set(ZOO_MODELS) <= names
     assert {'TimmModel', 'TorchvisionModel'} <= names
+
+
+def test_architectures_hold_teachers_too():
+    """One registry for every network: CRD's teachers sit beside the students, and a
+    teacher shorthand builds its backbone from ``ARCHITECTURES``."""
+    from kdzoo.models.teachers import build_teacher
+    assert ARCHITECTURES.name == 'architecture'
+    crd_teachers = {'resnet56', 'resnet110', 'resnet32x4', 'wrn_40_2', 'vgg13'}
+    assert crd_teachers <= set(ARCHITECTURES.module_dict)
+    teacher = build_teacher('resnet8x4', num_classes=10, in_channels=1)
+    assert isinstance(teacher.backbone, CifarResNet)
+    assert teacher.backbone.num_classes == 10
 
 
 @pytest.mark.parametrize('name', ZOO_MODELS)
 def test_zoo_model_on_28x28_gray(name):
     torch.manual_seed(0)
-    model = STUDENTS.build(dict(type=name, num_classes=10, in_channels=1)).eval()
+    model = ARCHITECTURES.build(dict(type=name, num_classes=10, in_channels=1)).eval()
     assert model.num_classes == 10
     for path in ('layer1', 'layer2', 'layer3', 'pool', 'fc'):
         model.get_submodule(path)
@@ -62,7 +74,7 @@ def test_zoo_model_on_28x28_gray(name):
 
 @pytest.mark.parametrize('name', ['resnet8x4', 'wrn_16_1', 'mobilenetv2_half'])
 def test_zoo_model_on_cifar(name):
-    model = STUDENTS.build(dict(type=name, num_classes=100, in_channels=3)).eval()
+    model = ARCHITECTURES.build(dict(type=name, num_classes=100, in_channels=3)).eval()
     with torch.no_grad():
         assert model(torch.randn(2, 3, 32, 32)).shape == (2, 100)
 
@@ -110,7 +122,7 @@ def test_bad_depth_raises():
 
 
 def test_preact_hook_point():
-    model = STUDENTS.build(dict(type='resnet8', num_classes=10, in_channels=1)).eval()
+    model = ARCHITECTURES.build(dict(type='resnet8', num_classes=10, in_channels=1)).eval()
     outputs = {}
     for path in ('layer3.0.preact', 'layer3'):
         model.get_submodule(path).register_forward_hook(
@@ -122,7 +134,7 @@ def test_preact_hook_point():
 
 
 def test_vgg_downsamples_large_inputs():
-    model = STUDENTS.build(dict(type='vgg8', num_classes=10, width_mult=0.125)).eval()
+    model = ARCHITECTURES.build(dict(type='vgg8', num_classes=10, width_mult=0.125)).eval()
     with torch.no_grad():
         assert model.forward_features(torch.randn(1, 3, 32, 32)).shape[-1] == 4
         assert model.forward_features(torch.randn(1, 3, 64, 64)).shape[-1] == 4
@@ -132,14 +144,14 @@ def test_vgg_downsamples_large_inputs():
 
 
 def test_timm_model():
-    model = STUDENTS.build(dict(type='TimmModel', model_name='resnet18', num_classes=10,
+    model = ARCHITECTURES.build(dict(type='TimmModel', model_name='resnet18', num_classes=10,
                                 in_channels=1)).eval()
     with torch.no_grad():
         assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
 
 
 def test_torchvision_model():
-    model = STUDENTS.build(dict(type='TorchvisionModel', name='resnet18', num_classes=10,
+    model = ARCHITECTURES.build(dict(type='TorchvisionModel', name='resnet18', num_classes=10,
                                 in_channels=1)).eval()
     assert model.conv1.in_channels == 1
     assert model.num_features == 512 and model.num_classes == 10
@@ -149,20 +161,20 @@ def test_torchvision_model():
 
 def test_unknown_names_suggest_valid_ones():
     with pytest.raises(KeyError, match='resnet18'):
-        STUDENTS.build(dict(type='TimmModel', model_name='resnet18x', num_classes=10))
+        ARCHITECTURES.build(dict(type='TimmModel', model_name='resnet18x', num_classes=10))
     with pytest.raises(KeyError, match='resnet18'):
-        STUDENTS.build(dict(type='TorchvisionModel', name='resnet19', num_classes=10))
+        ARCHITECTURES.build(dict(type='TorchvisionModel', name='resnet19', num_classes=10))
 
 
 def test_pretrained_needs_a_local_file(tmp_path):
     with pytest.raises(ValueError, match='cannot be downloaded'):
-        STUDENTS.build(dict(type='TimmModel', model_name='resnet18', num_classes=10,
+        ARCHITECTURES.build(dict(type='TimmModel', model_name='resnet18', num_classes=10,
                             pretrained=True))
     with pytest.raises(FileNotFoundError, match='does not exist'):
-        STUDENTS.build(dict(type='TimmModel', model_name='resnet18', num_classes=10,
+        ARCHITECTURES.build(dict(type='TimmModel', model_name='resnet18', num_classes=10,
                             pretrained=True, pretrained_path=str(tmp_path / 'none.pth')))
     with pytest.raises(ValueError, match='cannot be downloaded'):
-        STUDENTS.build(dict(type='TorchvisionModel', name='resnet18', num_classes=10,
+        ARCHITECTURES.build(dict(type='TorchvisionModel', name='resnet18', num_classes=10,
                             weights='DEFAULT'))
 
 
@@ -171,7 +183,7 @@ def test_timm_pretrained_from_local_file(tmp_path):
     source = timm.create_model('resnet18', num_classes=1000)
     path = tmp_path / 'resnet18.pth'
     torch.save(source.state_dict(), path)
-    model = STUDENTS.build(dict(type='TimmModel', model_name='resnet18', num_classes=10,
+    model = ARCHITECTURES.build(dict(type='TimmModel', model_name='resnet18', num_classes=10,
                                 in_channels=1, pretrained=True, pretrained_path=str(path)))
     torch.testing.assert_close(model.layer1[0].conv1.weight, source.layer1[0].conv1.weight)
     torch.testing.assert_close(model.conv1.weight,
@@ -184,13 +196,13 @@ def test_torchvision_weights_from_local_file(tmp_path):
     source = torchvision.models.get_model('resnet18', num_classes=10)
     path = tmp_path / 'resnet18.pth'
     torch.save(dict(state_dict=source.state_dict()), path)
-    model = STUDENTS.build(dict(type='TorchvisionModel', name='resnet18', num_classes=10,
+    model = ARCHITECTURES.build(dict(type='TorchvisionModel', name='resnet18', num_classes=10,
                                 in_channels=1, weights=str(path)))
     torch.testing.assert_close(model.fc.weight, source.fc.weight)
     torch.testing.assert_close(model.conv1.weight,
                                source.conv1.weight.sum(dim=1, keepdim=True))
     # Another number of classes: the classifier is re-initialised, the rest loaded.
-    model = STUDENTS.build(dict(type='TorchvisionModel', name='resnet18', num_classes=7,
+    model = ARCHITECTURES.build(dict(type='TorchvisionModel', name='resnet18', num_classes=7,
                                 weights=str(path)))
     assert model.fc.out_features == 7
     torch.testing.assert_close(model.conv1.weight, source.conv1.weight)

@@ -124,7 +124,25 @@ def test_unknown_module_suggests_nearest(teacher_ckpt):
 
 def test_unknown_term_key_is_named(teacher_ckpt):
     terms = [dict(student='backbone.fc', teacher='backbone.fc', distance='kl', temp=4)]
-    with pytest.raises(KeyError, match=r"unknown keys \['temp'\].*'tau'"):
+    with pytest.raises(KeyError, match=r"unknown keys \['temp'\].*valid: .*\btau\b"):
+        kd_distiller(teacher_ckpt, terms)
+
+
+def test_unknown_term_key_suggests_the_close_one(teacher_ckpt):
+    from kdzoo.kd import TERM_KEYS
+    kd = dict(student='backbone.fc', teacher='backbone.fc', distance='kl')
+    terms = [kd, dict(kd, wieght=2.0)]
+    with pytest.raises(KeyError) as info:
+        kd_distiller(teacher_ckpt, terms)
+    message = str(info.value)
+    assert "distill_terms[1] has unknown keys ['wieght']" in message
+    assert "did you mean 'weight'?" in message
+    assert all(key in message for key in TERM_KEYS)
+
+
+def test_missing_term_key_is_named(teacher_ckpt):
+    terms = [dict(student='backbone.fc', distance='kl')]
+    with pytest.raises(KeyError, match=r"distill_terms\[0\] needs the key 'teacher'"):
         kd_distiller(teacher_ckpt, terms)
 
 

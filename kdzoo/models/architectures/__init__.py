@@ -1,5 +1,5 @@
-"""Architectures registered in ``STUDENTS``: the CIFAR knowledge-distillation zoo (CRD,
-mdistiller) and wrappers of timm / torchvision.
+"""Architectures registered in ``ARCHITECTURES`` (students and teachers alike): the CIFAR
+knowledge-distillation zoo (CRD, mdistiller) and wrappers of timm / torchvision.
 
 Every zoo model takes ``num_classes`` and ``in_channels``, accepts inputs of any size
 (adaptive pooling), and follows timm's interface: ``forward(x)`` -> logits,
@@ -18,7 +18,8 @@ from .shufflenetv2 import (CifarShuffleNetV2, ShuffleV2Block, ShuffleV2DownBlock
 from .vgg import VGG_CFGS, CifarVGG, VGGStage, vgg8, vgg11, vgg13, vgg16, vgg19
 from .wrn import WideBasicBlock, WideResNet, wrn_16_1, wrn_16_2, wrn_40_1, wrn_40_2
 
-#: The CIFAR zoo's registered names (``STUDENTS`` also holds TimmModel, TorchvisionModel).
+#: The CIFAR zoo's registered names (``ARCHITECTURES`` also holds TimmModel and
+#: TorchvisionModel).
 ZOO_MODELS = (
     'resnet8', 'resnet14', 'resnet20', 'resnet32', 'resnet44', 'resnet56', 'resnet110',
     'resnet8x4', 'resnet32x4', 'wrn_16_1', 'wrn_16_2', 'wrn_40_1', 'wrn_40_2', 'vgg8',

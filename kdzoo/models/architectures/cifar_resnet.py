@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from kdzoo.registry import STUDENTS
+from kdzoo.registry import ARCHITECTURES
 
 __all__ = [
     'BasicBlock', 'CifarResNet', 'resnet8', 'resnet14', 'resnet20', 'resnet32', 'resnet44',
@@ -153,63 +153,63 @@ def _resnet(depth: int, channels: Sequence[int], num_classes: int, in_channels: 
                        width_mult=width_mult, depth_mult=depth_mult, **kwargs)
 
 
-@STUDENTS.register_module(name='resnet8')
+@ARCHITECTURES.register_module(name='resnet8')
 def resnet8(num_classes: int = 100, in_channels: int = 3, width_mult: float = 1.0,
             depth_mult: float = 1.0, **kwargs) -> CifarResNet:
     """CIFAR ResNet-8 (1 block per stage, 16/32/64 channels)."""
     return _resnet(8, _NARROW, num_classes, in_channels, width_mult, depth_mult, **kwargs)
 
 
-@STUDENTS.register_module(name='resnet14')
+@ARCHITECTURES.register_module(name='resnet14')
 def resnet14(num_classes: int = 100, in_channels: int = 3, width_mult: float = 1.0,
              depth_mult: float = 1.0, **kwargs) -> CifarResNet:
     """CIFAR ResNet-14 (2 blocks per stage)."""
     return _resnet(14, _NARROW, num_classes, in_channels, width_mult, depth_mult, **kwargs)
 
 
-@STUDENTS.register_module(name='resnet20')
+@ARCHITECTURES.register_module(name='resnet20')
 def resnet20(num_classes: int = 100, in_channels: int = 3, width_mult: float = 1.0,
              depth_mult: float = 1.0, **kwargs) -> CifarResNet:
     """CIFAR ResNet-20 (3 blocks per stage)."""
     return _resnet(20, _NARROW, num_classes, in_channels, width_mult, depth_mult, **kwargs)
 
 
-@STUDENTS.register_module(name='resnet32')
+@ARCHITECTURES.register_module(name='resnet32')
 def resnet32(num_classes: int = 100, in_channels: int = 3, width_mult: float = 1.0,
              depth_mult: float = 1.0, **kwargs) -> CifarResNet:
     """CIFAR ResNet-32 (5 blocks per stage)."""
     return _resnet(32, _NARROW, num_classes, in_channels, width_mult, depth_mult, **kwargs)
 
 
-@STUDENTS.register_module(name='resnet44')
+@ARCHITECTURES.register_module(name='resnet44')
 def resnet44(num_classes: int = 100, in_channels: int = 3, width_mult: float = 1.0,
              depth_mult: float = 1.0, **kwargs) -> CifarResNet:
     """CIFAR ResNet-44 (7 blocks per stage)."""
     return _resnet(44, _NARROW, num_classes, in_channels, width_mult, depth_mult, **kwargs)
 
 
-@STUDENTS.register_module(name='resnet56')
+@ARCHITECTURES.register_module(name='resnet56')
 def resnet56(num_classes: int = 100, in_channels: int = 3, width_mult: float = 1.0,
              depth_mult: float = 1.0, **kwargs) -> CifarResNet:
     """CIFAR ResNet-56 (9 blocks per stage)."""
     return _resnet(56, _NARROW, num_classes, in_channels, width_mult, depth_mult, **kwargs)
 
 
-@STUDENTS.register_module(name='resnet110')
+@ARCHITECTURES.register_module(name='resnet110')
 def resnet110(num_classes: int = 100, in_channels: int = 3, width_mult: float = 1.0,
               depth_mult: float = 1.0, **kwargs) -> CifarResNet:
     """CIFAR ResNet-110 (18 blocks per stage)."""
     return _resnet(110, _NARROW, num_classes, in_channels, width_mult, depth_mult, **kwargs)
 
 
-@STUDENTS.register_module(name='resnet8x4')
+@ARCHITECTURES.register_module(name='resnet8x4')
 def resnet8x4(num_classes: int = 100, in_channels: int = 3, width_mult: float = 1.0,
               depth_mult: float = 1.0, **kwargs) -> CifarResNet:
     """CIFAR ResNet-8, 4x wider (32-channel stem, 64/128/256 channels)."""
     return _resnet(8, _WIDE, num_classes, in_channels, width_mult, depth_mult, **kwargs)
 
 
-@STUDENTS.register_module(name='resnet32x4')
+@ARCHITECTURES.register_module(name='resnet32x4')
 def resnet32x4(num_classes: int = 100, in_channels: int = 3, width_mult: float = 1.0,
                depth_mult: float = 1.0, **kwargs) -> CifarResNet:
     """CIFAR ResNet-32, 4x wider (32-channel stem, 64/128/256 channels)."""

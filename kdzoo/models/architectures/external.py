@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from kdzoo.registry import STUDENTS
+from kdzoo.registry import ARCHITECTURES
 
 __all__ = ['TimmModel', 'TorchvisionModel', 'adapt_conv_weight', 'replace_first_conv']
 
@@ -28,7 +28,7 @@ def _unknown_name(kind: str, name: str, valid: List[str], listing: str) -> KeyEr
 # --- timm ---------------------------------------------------------------------------------
 
 
-@STUDENTS.register_module(name='TimmModel')
+@ARCHITECTURES.register_module(name='TimmModel')
 def TimmModel(model_name: str,
               num_classes: int,
               in_channels: int = 3,
@@ -166,7 +166,7 @@ def _load_local_weights(model: nn.Module, path: str, owner: str,
     return skipped
 
 
-@STUDENTS.register_module(name='TorchvisionModel')
+@ARCHITECTURES.register_module(name='TorchvisionModel')
 def TorchvisionModel(name: str,
                      num_classes: int,
                      in_channels: int = 3,

@@ -19,7 +19,7 @@ from typing import List
 import torch
 from torch import nn
 
-from kdzoo.registry import STUDENTS
+from kdzoo.registry import ARCHITECTURES
 
 __all__ = ['InvertedResidual', 'CifarMobileNetV2', 'mobilenetv2', 'mobilenetv2_half']
 
@@ -132,14 +132,14 @@ class CifarMobileNetV2(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-@STUDENTS.register_module(name='mobilenetv2')
+@ARCHITECTURES.register_module(name='mobilenetv2')
 def mobilenetv2(num_classes: int = 100, in_channels: int = 3, width_mult: float = 1.0,
                 **kwargs) -> CifarMobileNetV2:
     """CIFAR MobileNetV2, width 1.0."""
     return CifarMobileNetV2(num_classes, in_channels, width_mult, **kwargs)
 
 
-@STUDENTS.register_module(name='mobilenetv2_half')
+@ARCHITECTURES.register_module(name='mobilenetv2_half')
 def mobilenetv2_half(num_classes: int = 100, in_channels: int = 3, width_mult: float = 1.0,
                      **kwargs) -> CifarMobileNetV2:
     """CIFAR MobileNetV2 at width 0.5 (CRD's ``mobile_half``); ``width_mult`` is relative."""

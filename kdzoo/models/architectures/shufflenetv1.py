@@ -17,7 +17,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from kdzoo.registry import STUDENTS
+from kdzoo.registry import ARCHITECTURES
 
 __all__ = ['ChannelShuffle', 'ShuffleV1Block', 'CifarShuffleNetV1', 'shufflenetv1']
 
@@ -131,7 +131,7 @@ class CifarShuffleNetV1(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-@STUDENTS.register_module(name='shufflenetv1')
+@ARCHITECTURES.register_module(name='shufflenetv1')
 def shufflenetv1(num_classes: int = 100, in_channels: int = 3,
                  **kwargs) -> CifarShuffleNetV1:
     """CRD's ShuffleV1: widths 240/480/960, 4/8/4 blocks, 3 groups."""

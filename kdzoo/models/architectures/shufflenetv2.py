@@ -17,7 +17,7 @@ from typing import Dict, Tuple
 import torch
 from torch import nn
 
-from kdzoo.registry import STUDENTS
+from kdzoo.registry import ARCHITECTURES
 from .shufflenetv1 import ChannelShuffle
 
 __all__ = ['NET_SIZES', 'ShuffleV2Block', 'ShuffleV2DownBlock', 'CifarShuffleNetV2',
@@ -143,7 +143,7 @@ class CifarShuffleNetV2(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-@STUDENTS.register_module(name='shufflenetv2')
+@ARCHITECTURES.register_module(name='shufflenetv2')
 def shufflenetv2(num_classes: int = 100, in_channels: int = 3, net_size: float = 1,
                  **kwargs) -> CifarShuffleNetV2:
     """CRD's ShuffleV2 (net size 1: widths 116/232/464, head 1024)."""

@@ -16,7 +16,7 @@ from typing import Dict, List, Sequence
 import torch
 from torch import nn
 
-from kdzoo.registry import STUDENTS
+from kdzoo.registry import ARCHITECTURES
 from .cifar_resnet import scale_channels
 
 __all__ = ['VGG_CFGS', 'VGGStage', 'CifarVGG', 'vgg8', 'vgg11', 'vgg13', 'vgg16', 'vgg19']
@@ -114,31 +114,31 @@ class CifarVGG(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-@STUDENTS.register_module(name='vgg8')
+@ARCHITECTURES.register_module(name='vgg8')
 def vgg8(num_classes: int = 100, in_channels: int = 3, width_mult: float = 1.0) -> CifarVGG:
     """VGG-8-BN: one conv per stage."""
     return CifarVGG('vgg8', num_classes, in_channels, width_mult)
 
 
-@STUDENTS.register_module(name='vgg11')
+@ARCHITECTURES.register_module(name='vgg11')
 def vgg11(num_classes: int = 100, in_channels: int = 3, width_mult: float = 1.0) -> CifarVGG:
     """VGG-11-BN (configuration A)."""
     return CifarVGG('vgg11', num_classes, in_channels, width_mult)
 
 
-@STUDENTS.register_module(name='vgg13')
+@ARCHITECTURES.register_module(name='vgg13')
 def vgg13(num_classes: int = 100, in_channels: int = 3, width_mult: float = 1.0) -> CifarVGG:
     """VGG-13-BN (configuration B)."""
     return CifarVGG('vgg13', num_classes, in_channels, width_mult)
 
 
-@STUDENTS.register_module(name='vgg16')
+@ARCHITECTURES.register_module(name='vgg16')
 def vgg16(num_classes: int = 100, in_channels: int = 3, width_mult: float = 1.0) -> CifarVGG:
     """VGG-16-BN (configuration D)."""
     return CifarVGG('vgg16', num_classes, in_channels, width_mult)
 
 
-@STUDENTS.register_module(name='vgg19')
+@ARCHITECTURES.register_module(name='vgg19')
 def vgg19(num_classes: int = 100, in_channels: int = 3, width_mult: float = 1.0) -> CifarVGG:
     """VGG-19-BN (configuration E)."""
     return CifarVGG('vgg19', num_classes, in_channels, width_mult)

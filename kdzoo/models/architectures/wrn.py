@@ -19,7 +19,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from kdzoo.registry import STUDENTS
+from kdzoo.registry import ARCHITECTURES
 from .cifar_resnet import scale_channels, scale_depth
 
 __all__ = ['WideBasicBlock', 'WideResNet', 'wrn_16_1', 'wrn_16_2', 'wrn_40_1', 'wrn_40_2']
@@ -137,28 +137,28 @@ def _wrn(depth: int, widen_factor: int, num_classes: int, in_channels: int, widt
                       width_mult=width_mult, depth_mult=depth_mult, **kwargs)
 
 
-@STUDENTS.register_module(name='wrn_16_1')
+@ARCHITECTURES.register_module(name='wrn_16_1')
 def wrn_16_1(num_classes: int = 100, in_channels: int = 3, width_mult: float = 1.0,
              depth_mult: float = 1.0, **kwargs) -> WideResNet:
     """WRN-16-1 (2 blocks per stage, widen factor 1)."""
     return _wrn(16, 1, num_classes, in_channels, width_mult, depth_mult, **kwargs)
 
 
-@STUDENTS.register_module(name='wrn_16_2')
+@ARCHITECTURES.register_module(name='wrn_16_2')
 def wrn_16_2(num_classes: int = 100, in_channels: int = 3, width_mult: float = 1.0,
              depth_mult: float = 1.0, **kwargs) -> WideResNet:
     """WRN-16-2 (2 blocks per stage, widen factor 2)."""
     return _wrn(16, 2, num_classes, in_channels, width_mult, depth_mult, **kwargs)
 
 
-@STUDENTS.register_module(name='wrn_40_1')
+@ARCHITECTURES.register_module(name='wrn_40_1')
 def wrn_40_1(num_classes: int = 100, in_channels: int = 3, width_mult: float = 1.0,
              depth_mult: float = 1.0, **kwargs) -> WideResNet:
     """WRN-40-1 (6 blocks per stage, widen factor 1)."""
     return _wrn(40, 1, num_classes, in_channels, width_mult, depth_mult, **kwargs)
 
 
-@STUDENTS.register_module(name='wrn_40_2')
+@ARCHITECTURES.register_module(name='wrn_40_2')
 def wrn_40_2(num_classes: int = 100, in_channels: int = 3, width_mult: float = 1.0,
              depth_mult: float = 1.0, **kwargs) -> WideResNet:
     """WRN-40-2 (6 blocks per stage, widen factor 2)."""

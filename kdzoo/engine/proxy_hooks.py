@@ -1,4 +1,4 @@
-"""Training hooks for search proxies.
+"""Hooks for proxy training (the short runs that score search candidates).
 
 - :class:`LossSuppressionHook` (UniADS' loss-suppression protocol): stops a run whose
   training loss is non-finite, explodes, is too high or does not decrease. It writes
