@@ -21,6 +21,7 @@ from mmengine.config import Config, DictAction  # noqa: E402
 
 from kdzoo.search import (load_search, prepare_search, run_search,  # noqa: E402
                           write_search_report)
+from kdzoo.search.display import ProgressDisplay  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -51,6 +52,19 @@ def _raise_exit(signum, frame):  # SIGTERM (e.g. Slurm preemption) -> clean inte
     raise SystemExit(128 + signum)
 
 
+def summary(search) -> str:
+    """What is searched: the base distiller's teacher and checkpoint, the space."""
+    model = search.runner.cfg.model
+    teacher = model.get('teacher')
+    source = teacher if isinstance(teacher, str) else (teacher or {}).get('type', 'a dict')
+    ckpt = model.get('teacher_checkpoint')
+    state = ('none (random init)' if not ckpt else
+             f'{ckpt}' + ('' if osp.isfile(str(ckpt)) else ' (NOT FOUND)'))
+    return (f'[search] teacher {source}, checkpoint {state}; '
+            f'{len(search.space)} valid distillers over {len(search.space.decisions)} '
+            f'decisions: {", ".join(search.space.names)}')
+
+
 def main(argv=None):
     args = parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -59,6 +73,8 @@ def main(argv=None):
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    if args.n_trials is not None and args.n_trials < 1:
+        raise SystemExit(f'--n-trials {args.n_trials}: give a number of trials >= 1')
     if args.show_space:
         print(load_search(cfg)[1].describe())
         return 0
@@ -72,20 +88,41 @@ def main(argv=None):
                             config_path=args.config)
     metric = search.objective.metric
     if not args.report_only:
-        print(f'[search] study {study_name!r} in {work_dir}: {len(search.space)} valid '
-              f'distillers, {search.settings["n_trials"]} trials, searcher '
-              f'{type(search.searcher).__name__}', flush=True)
+        print(f'[search] study {study_name!r} in {work_dir}: {search.settings["n_trials"]} '
+              f'trials, searcher {type(search.searcher).__name__}', flush=True)
+        print(summary(search), flush=True)
         signal.signal(signal.SIGTERM, _raise_exit)
-        run_search(search, resume=args.resume, log=lambda msg: print(msg, flush=True))
+        try:
+            with ProgressDisplay() as display:
+                run_search(search, resume=args.resume, log=display.log,
+                           on_progress=display.update)
+        except KeyboardInterrupt:
+            print(f'[search] interrupted; the running trial is marked for a retry. Continue '
+                  f'with: python tools/search.py {args.config} --resume'
+                  + (f' --work-dir {work_dir}' if args.work_dir else ''), flush=True)
+            return 130
+        except OSError as err:
+            print(f'[search] stopped: {err}. Completed trials are kept in the storage; fix '
+                  f'the cause and continue with --resume', flush=True)
+            return 1
         running = search.book.trials(states=(optuna.trial.TrialState.RUNNING,))
         if running and not args.resume:
             print(f'[search] {len(running)} trial(s) still RUNNING (other workers, or dead '
                   f'ones: --resume retries those)', flush=True)
-    best = write_search_report(search)
-    if best is not None:
-        print(f'[search] best: trial {best.number} {metric}={best.values[0]:.4f}; '
-              f'{osp.join(work_dir, "best_config.py")}', flush=True)
+    try:
+        best = write_search_report(search)
+    except OSError as err:
+        print(f'[search] the report could not be written to {work_dir}: {err}', flush=True)
+        return 1
     print(f'[search] results: {osp.join(work_dir, "results.md")}', flush=True)
+    if best is None and args.report_only:
+        return 0
+    if best is None:
+        print('[search] no trial completed: see the FAIL lines above and each trial\'s '
+              'train.log', flush=True)
+        return 1
+    print(f'[search] best: trial {best.number} {metric}={best.values[0]:.4f}; '
+          f'{osp.join(work_dir, "best_config.py")}', flush=True)
     return 0
 
 

@@ -17,7 +17,7 @@ from .loop import SearchLoop
 from .report import write_report
 from .runner import TrialRunner
 from .searchers import BaseSearcher, build_searcher
-from .settings import Objective, apply_proxy, search_settings
+from .settings import Objective, apply_proxy, build_pruner, search_settings
 from .space import SearchSpace
 from .storage import open_storage, open_study
 from .trials import TrialBook
@@ -48,8 +48,17 @@ class Search:
 
 
 def check_work_dir(work_dir: str, study_name: str) -> None:
-    """One study per work dir (trial folders are named by trial number)."""
-    os.makedirs(work_dir, exist_ok=True)
+    """One study per work dir (trial folders are named by trial number), and one that can
+    be written (else one clear line, before anything runs)."""
+    try:
+        os.makedirs(work_dir, exist_ok=True)
+        probe = osp.join(work_dir, f'.write-test-{os.getpid()}')
+        with open(probe, 'w'):
+            pass
+        os.remove(probe)
+    except OSError as err:
+        raise SystemExit(f'[search] cannot write to the work dir {work_dir}: '
+                         f'{err.strerror or err}; give a writable --work-dir') from None
     marker = osp.join(work_dir, 'study.txt')
     if osp.isfile(marker):
         with open(marker) as f:
@@ -72,11 +81,16 @@ def build_search(settings: Dict[str, Any], space: SearchSpace, storage, evaluate
     """A search from its parts: ``settings`` (:func:`search_settings`), the space, an
     Optuna storage object and the evaluator."""
     searcher = build_searcher(settings['searcher'], settings['seed'])
+    directions = searcher.directions(settings['direction'])
+    pruner = build_pruner(settings['pruner'])
+    if pruner is not None and len(directions) > 1:
+        raise ValueError(f'search.pruner works with one objective; searcher '
+                         f'{type(searcher).__name__} has {len(directions)}')
     attrs = dict(metric=settings['metric'])
     if config_path:
         attrs['config'] = osp.abspath(config_path)
-    study = open_study(storage, study_name, searcher.directions(settings['direction']),
-                       searcher.sampler(space), space, settings['enqueue'], attrs=attrs)
+    study = open_study(storage, study_name, directions, searcher.sampler(space), space,
+                       settings['enqueue'], attrs=attrs, pruner=pruner)
     return Search(settings, space, searcher, Objective(settings['metric'],
                                                        settings['direction']),
                   TrialBook(study, storage), evaluate, work_dir, runner, max_epochs)
@@ -94,9 +108,9 @@ def prepare_search(cfg: Config, work_dir: str, *, study_name: str = 'search',
             ``WORK_DIR/search.journal``.
         cmdline_options: ``--cfg-options``; they win over the proxy settings.
     """
-    settings, space = load_search(cfg)
     if n_trials is not None:
-        settings['n_trials'] = n_trials
+        cfg.merge_from_dict({'search.n_trials': n_trials})
+    settings, space = load_search(cfg)
     check_work_dir(work_dir, study_name)
     raw = cfg.to_dict()
     raw.pop('search', None)
@@ -127,21 +141,30 @@ def write_search_report(search: Search):
 
 
 def run_search(search: Search, resume: bool = False, report: bool = True,
-               log: Optional[Callable[[str], None]] = print) -> str:
+               log: Optional[Callable[[str], None]] = print,
+               on_progress: Optional[Callable[[dict], None]] = None) -> str:
     """Run the search loop; returns why it stopped. ``resume`` first FAILs and re-enqueues
     the trials left RUNNING by dead workers; ``report`` rewrites the report after every
-    trial."""
+    trial (a report that cannot be written is logged and retried after the next trial:
+    the search goes on); ``on_progress`` gets the running trial's progress."""
     log = log or (lambda msg: None)
+    search.book.log = log
     if resume:
         recovered = search.book.recover_orphans(search.settings['stale_after'])
         if recovered:
             log(f'[search] resume: trials {recovered} had no live worker; marked FAILED and '
                 f're-enqueued')
-    on_trial_end = (lambda study: write_search_report(search)) \
-        if report and search.work_dir else None
+
+    def on_trial_end(study):
+        try:
+            write_search_report(search)
+        except Exception as err:  # e.g. a full disk: the results are in the storage
+            log(f'[search] the report could not be written ({type(err).__name__}: {err}); '
+                f'it is written again after the next trial')
     loop = SearchLoop(search.book, search.space, search.searcher, search.evaluate,
                       search.settings['n_trials'], objective=search.objective,
-                      max_rejects=search.settings['max_rejects'], on_trial_end=on_trial_end,
+                      max_rejects=search.settings['max_rejects'],
+                      on_trial_end=on_trial_end if report and search.work_dir else None,
                       log=log, stale_after=search.settings['stale_after'],
-                      max_epochs=search.max_epochs)
+                      max_epochs=search.max_epochs, on_progress=on_progress)
     return loop.run()

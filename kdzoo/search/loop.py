@@ -17,10 +17,36 @@ from typing import Callable, Optional
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
-from .protocol import Job, Plan, Reject, SearchState, TrialResult
+from .protocol import Job, Plan, Reject, SearchState, TrialMonitor, TrialResult
 from .settings import Objective
 from .space import SearchSpace
 from .trials import TrialBook, lost_trial_message
+
+
+class LoopMonitor(TrialMonitor):
+    """The loop's side of a running trial: heartbeats into the storage, intermediate values
+    to Optuna (``trial.report``; the study's pruner may stop single-objective trials) and
+    progress to ``on_progress``."""
+
+    def __init__(self, loop: 'SearchLoop', trial, job: Job):
+        self.loop = loop
+        self.trial = trial
+        self.job = job
+        self.beat = loop.book.heartbeat(trial.number)
+        self.single = len(loop.study.directions) == 1
+        self.steps = set()
+
+    def report(self, step: int, value: float) -> bool:
+        if not self.single or step in self.steps:  # Optuna: one objective, once per step
+            return False
+        self.steps.add(step)
+        self.trial.report(value, step)
+        return self.trial.should_prune()
+
+    def progress(self, **info) -> None:
+        if self.loop.on_progress is not None:
+            self.loop.on_progress(dict(info, trial=self.trial.number, label=self.job.label,
+                                       best=self.loop.best_text()))
 
 
 class SearchLoop:
@@ -37,6 +63,8 @@ class SearchLoop:
         objective: the metric's name and direction (for the log lines).
         max_rejects: stop after this many proposals in a row were invalid or duplicates.
         on_trial_end: called with the study after each trained trial (e.g. the report).
+        on_progress: called with a dict (``trial``, ``label``, ``epoch``, ``iter``,
+            ``iters``, ``eta``, ``best``) while a trial trains (e.g. a progress display).
         log: where progress lines go (``print`` by default; ``None`` silences them).
         stale_after: seconds without a heartbeat after which a RUNNING trial of another
             host's worker counts as orphaned.
@@ -47,7 +75,8 @@ class SearchLoop:
                  n_trials: int, objective: Objective = Objective(), max_rejects: int = 200,
                  on_trial_end: Optional[Callable] = None,
                  log: Optional[Callable[[str], None]] = print, stale_after: float = 600.0,
-                 max_epochs: Optional[int] = None):
+                 max_epochs: Optional[int] = None,
+                 on_progress: Optional[Callable[[dict], None]] = None):
         self.book = book
         self.study = book.study
         self.space = space
@@ -60,6 +89,7 @@ class SearchLoop:
         self.log = log or (lambda msg: None)
         self.stale_after = float(stale_after)
         self.max_epochs = max_epochs
+        self.on_progress = on_progress
         self.release = getattr(evaluate, 'release', lambda works: None)
 
     def state(self) -> SearchState:
@@ -148,8 +178,12 @@ class SearchLoop:
 
     def _evaluate(self, trial, job: Job) -> TrialResult:
         start = time.time()
+        log_path = getattr(self.evaluate, 'log_path', None)
+        if log_path is not None:
+            self.log(f'[search] {job.label or f"trial {trial.number}"} started; log: '
+                     f'{log_path(job)}')
         try:
-            result = self.evaluate(job, self.book.heartbeat(trial.number))
+            result = self.evaluate(job, LoopMonitor(self, trial, job))
         except (KeyboardInterrupt, SystemExit):
             self.book.interrupt(trial.number, job.params,
                                 'interrupted: the search worker was stopped; retried')
@@ -168,6 +202,12 @@ class SearchLoop:
                                  attrs=result.attrs)
         choice = ' '.join(f'{k}={v}' for k, v in job.params.items())
         head = f'[search] {job.label or f"trial {trial.number}"}'
+        if result.pruned is not None:
+            trial.set_user_attr('pruned_reason', result.pruned)
+            self.study.tell(trial, state=TrialState.PRUNED)
+            self.log(f'{head} PRUNED in {duration:.1f}s: {result.pruned} | '
+                     f'{self.best_text()} | {choice}')
+            return result
         if result.error is not None:
             trial.set_user_attr('error', result.error[-4000:])
             self.study.tell(trial, state=TrialState.FAIL)

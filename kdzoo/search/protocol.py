@@ -9,7 +9,8 @@ One round of :class:`~kdzoo.search.loop.SearchLoop`:
 3. the loop asks Optuna for a trial; the searcher's ``assign(trial, params, state, plan)``
    turns it into a :class:`Job` (what to train, for how long, whether to resume) or a
    :class:`Reject` (why it is not trained);
-4. the evaluator runs the job: ``evaluate(job, heartbeat) -> TrialResult``
+4. the evaluator runs the job: ``evaluate(job, monitor) -> TrialResult`` (the
+   :class:`TrialMonitor` takes heartbeats, intermediate values and progress)
    (:class:`~kdzoo.search.runner.TrialRunner` trains it; the tabular benchmark looks it up);
 5. the loop tells Optuna, then asks the searcher ``told(...)`` for records to store.
 """
@@ -21,10 +22,34 @@ from optuna.trial import FrozenTrial
 
 @dataclass
 class TrialResult:
-    """What evaluating a trial gave: a metric, or an error (the trial FAILS)."""
+    """What evaluating a trial gave: a metric, an error (the trial FAILS), or ``pruned``
+    (Optuna's pruner stopped it after an intermediate value; the trial is PRUNED)."""
     value: Optional[float] = None
     error: Optional[str] = None
     attrs: Dict[str, Any] = field(default_factory=dict)
+    pruned: Optional[str] = None
+
+
+class TrialMonitor:
+    """What an evaluator tells the loop while a trial trains (all optional).
+
+    ``monitor()`` (or ``beat()``) stamps the trial's heartbeat; ``report(step, value)``
+    passes an intermediate validation value and returns True when the trial should stop
+    (Optuna's pruner); ``progress(**info)`` updates a progress display (``epoch``,
+    ``iter``, ``iters``, ``eta``).
+    """
+
+    def beat(self) -> None:
+        pass
+
+    def __call__(self) -> None:
+        self.beat()
+
+    def report(self, step: int, value: float) -> bool:
+        return False
+
+    def progress(self, **info) -> None:
+        pass
 
 
 @dataclass

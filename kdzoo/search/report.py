@@ -16,15 +16,9 @@ from optuna.trial import FrozenTrial, TrialState
 from .operations import (ELIMINATED_ATTR, PROBABILITIES_ATTR, SCHEDULE_ATTR, is_suppressed,
                          role_of)
 from .plots import plot_halving, plot_progress
+from .runner import atomic_write
 from .space import SearchSpace
 from .trials import counts_as_visit, trial_params
-
-
-def _atomic_write(path: str, text: str) -> None:
-    tmp = f'{path}.tmp{os.getpid()}'
-    with open(tmp, 'w') as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def _note(trial: FrozenTrial) -> str:
@@ -76,7 +70,7 @@ def write_tables(rows: List[Dict], work_dir: str, best: Optional[int] = None) ->
     writer = csv.DictWriter(buf, fieldnames=columns)
     writer.writeheader()
     writer.writerows(rows)
-    _atomic_write(osp.join(work_dir, 'results.csv'), buf.getvalue())
+    atomic_write(osp.join(work_dir, 'results.csv'), buf.getvalue())
 
     def cell(value):
         if isinstance(value, float) and value.is_integer() and abs(value) < 1e12:
@@ -94,7 +88,7 @@ def write_tables(rows: List[Dict], work_dir: str, best: Optional[int] = None) ->
         lines.append('| ' + ' | '.join(cells) + ' |')
     if best is not None:
         lines += ['', f'`*` best trial: {best} (its config: best_config.py)']
-    _atomic_write(osp.join(work_dir, 'results.md'), '\n'.join(lines) + '\n')
+    atomic_write(osp.join(work_dir, 'results.md'), '\n'.join(lines) + '\n')
 
 
 def write_report(study: Study, space: SearchSpace, searcher, work_dir: str, metric: str,
@@ -119,9 +113,10 @@ def write_report(study: Study, space: SearchSpace, searcher, work_dir: str, metr
     source = osp.join(work_dir, 'trials', str(int(work)), 'config.py')
     if osp.isfile(source):
         with open(source) as f:
-            _atomic_write(osp.join(work_dir, 'best_config.py'), f.read())
+            atomic_write(osp.join(work_dir, 'best_config.py'), f.read())
     if runner is not None and runner.full_cfg is not None:
         cfg = runner.make_config(best.params, base=runner.full_cfg)
+        cfg.work_dir = osp.join(work_dir, 'best_full')  # its own run, not the search's
         runner.write_config(cfg, osp.join(work_dir, 'best_full_config.py'),
                             f'the choices of trial {best.number} ({metric}='
                             f'{best.values[0]:.4f} in the proxy run) on the full schedule\n'
@@ -193,6 +188,6 @@ def write_halving_report(study: Study, space: SearchSpace, searcher, work_dir: s
                 probabilities=study.user_attrs.get(PROBABILITIES_ATTR),
                 eliminated=study.user_attrs.get(ELIMINATED_ATTR, []), rungs=summary,
                 best_trial=best.number if best is not None else None)
-    _atomic_write(osp.join(work_dir, 'successive_halving.json'),
-                  json.dumps(data, indent=1, default=str) + '\n')
+    atomic_write(osp.join(work_dir, 'successive_halving.json'),
+                 json.dumps(data, indent=1, default=str) + '\n')
     plot_halving(study, summary, osp.join(work_dir, 'halving.png'), metric)

@@ -17,13 +17,14 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from mmengine.config import Config
 
-from .protocol import Job, TrialResult
+from .protocol import Job, TrialMonitor, TrialResult
 from .settings import Objective, budget_config
 from .space import SearchSpace
+from .watch import TrainingWatch
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -79,12 +80,30 @@ def _tail(path: str, lines: int = 15) -> str:
         return ''
 
 
+def atomic_write(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file (removed when the write fails)."""
+    tmp = f'{path}.tmp{os.getpid()}'
+    try:
+        with open(tmp, 'w') as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
 def _read_json(path: str) -> Optional[dict]:
     try:
         with open(path) as f:
             return json.load(f)
     except (OSError, ValueError):
         return None
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.kill()
+    proc.wait()
 
 
 def free_port() -> int:
@@ -117,6 +136,7 @@ class TrialRunner:
             (``--nproc_per_node=gpus``, ``--launcher pytorch``) on a free local port: one
             process per GPU, or gloo processes on a CPU machine.
         header: first lines of every trial config's comment.
+        poll_interval: seconds between looks at the training's progress.
     """
 
     def __init__(self, cfg: Config, space: SearchSpace, work_dir: str,
@@ -124,7 +144,8 @@ class TrialRunner:
                  train_script: Optional[str] = None, python: Optional[str] = None,
                  env: Optional[dict] = None, timeout: Optional[float] = None,
                  heartbeat_interval: float = 60.0, count_params: bool = True,
-                 keep_checkpoints: bool = True, header: str = '', gpus: int = 1):
+                 keep_checkpoints: bool = True, header: str = '', gpus: int = 1,
+                 poll_interval: float = 1.0):
         if 'distill_terms' not in cfg.get('model', {}):
             raise ValueError('the base config of a search must be a distiller config '
                              '(model.distill_terms); see docs/search.md')
@@ -142,6 +163,7 @@ class TrialRunner:
         self.keep_checkpoints = keep_checkpoints
         self.header = header
         self.gpus = int(gpus)
+        self.poll_interval = float(poll_interval)
 
     @property
     def max_epochs(self) -> Optional[int]:
@@ -174,10 +196,7 @@ class TrialRunner:
     def write_config(self, cfg: Config, path: str, comment: str = '') -> str:
         os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
         text = ''.join(f'# {line}\n' for line in comment.splitlines()) + cfg.pretty_text
-        tmp = f'{path}.tmp{os.getpid()}'
-        with open(tmp, 'w') as f:
-            f.write(text)
-        os.replace(tmp, path)
+        atomic_write(path, text)
         return path
 
     def describe(self, number: int, params: Dict[str, Any]) -> str:
@@ -204,7 +223,11 @@ class TrialRunner:
                 os.remove(path)
 
     # --- running ---
-    def __call__(self, job: Job, heartbeat: Callable[[], None] = lambda: None) -> TrialResult:
+    def log_path(self, job: Job) -> str:
+        """Where the job's training output goes."""
+        return osp.join(self.trial_dir(job.work), job.log_name)
+
+    def __call__(self, job: Job, monitor: Optional[TrialMonitor] = None) -> TrialResult:
         trial_dir = self.trial_dir(job.work)
         cfg = self.job_config(job)
         comment = self.describe(job.work, job.params) + (f'\n{job.note}' if job.note else '')
@@ -215,13 +238,19 @@ class TrialRunner:
                 attrs['param_count'] = self.student_param_count(cfg)
             except Exception as err:  # the training process will tell what is wrong
                 attrs['param_count_error'] = repr(err)[:500]
+        result = None
         try:
-            result = self.train(config_path, trial_dir, heartbeat, resume=job.resume,
+            result = self.train(config_path, trial_dir, monitor, resume=job.resume,
                                 log_name=job.log_name)
         finally:
             # MMEngine's Runner dumps its config to WORK_DIR/<config name>, i.e. over this
             # file (adding work_dir and launcher); put the plain, re-runnable one back.
-            self.write_config(cfg, config_path, comment)
+            # A failure here must not hide the training's result or exception.
+            try:
+                self.write_config(cfg, config_path, comment)
+            except OSError as err:
+                if result is not None:
+                    result.attrs['config_restore_error'] = str(err)
         if not job.keep_checkpoints:
             self.release([job.work])
         result.attrs = {**attrs, **result.attrs}
@@ -237,17 +266,19 @@ class TrialRunner:
                 '--master_addr=127.0.0.1', f'--master_port={free_port()}'] + train + \
             ['--launcher', 'pytorch']
 
-    def train(self, config_path: str, trial_dir: str,
-              heartbeat: Callable[[], None] = lambda: None, resume: bool = False,
-              log_name: str = 'train.log') -> TrialResult:
+    def train(self, config_path: str, trial_dir: str, monitor: Optional[TrialMonitor] = None,
+              resume: bool = False, log_name: str = 'train.log') -> TrialResult:
         """Train ``config_path`` in ``trial_dir`` (``resume``: continue from the dir's
         last checkpoint, e.g. with a larger ``max_epochs``).
 
-        A run stopped by :class:`~kdzoo.engine.LossSuppressionHook` FAILS with an error that
-        starts with ``suppressed:`` and the user attribute ``suppressed`` (the hook's
+        While it trains, the ``monitor`` gets heartbeats, each validation value as it
+        appears (it may stop the trial: Optuna's pruner) and the progress. A run stopped by
+        :class:`~kdzoo.engine.LossSuppressionHook` FAILS with an error that starts with
+        ``suppressed:`` and the user attribute ``suppressed`` (the hook's
         ``suppression.json``); one ended by :class:`~kdzoo.engine.EarlyStopOnGoodEnoughHook`
         gets the attribute ``early_stopped``.
         """
+        monitor = monitor or TrialMonitor()
         log_path = osp.join(trial_dir, log_name)
         cmd = self.command(config_path, trial_dir)
         if resume:
@@ -258,25 +289,38 @@ class TrialRunner:
             if osp.isfile(path):
                 os.remove(path)
         env = {**os.environ, **self.env}
-        start = time.time()
+        start = last_beat = time.time()
+        watch = TrainingWatch(trial_dir, log_path, self.objective.metric, start)
         with open(log_path, 'w') as log:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                                     preexec_fn=_die_with_parent if os.name == 'posix' else None)
             try:
                 while True:
                     try:
-                        returncode = proc.wait(timeout=self.heartbeat_interval)
+                        returncode = proc.wait(timeout=min(self.poll_interval,
+                                                           self.heartbeat_interval))
                         break
                     except subprocess.TimeoutExpired:
-                        heartbeat()
-                        if self.timeout and time.time() - start > self.timeout:
-                            proc.kill()
-                            proc.wait()
-                            return TrialResult(error=f'timed out after {self.timeout:g}s')
+                        pass
+                    now = time.time()
+                    if now - last_beat >= self.heartbeat_interval:
+                        monitor.beat()
+                        last_beat = now
+                    monitor.progress(**watch.progress())
+                    for step, value in watch.new_values():
+                        if monitor.report(step, value):
+                            _stop(proc)
+                            return TrialResult(value=value, pruned=f'pruned by the study\'s '
+                                               f'pruner after epoch {step} ({value:g})',
+                                               attrs=dict(pruned_at_step=step))
+                    if self.timeout and now - start > self.timeout:
+                        _stop(proc)
+                        return TrialResult(error=f'timed out after {self.timeout:g}s')
             except BaseException:
-                proc.kill()
-                proc.wait()
+                _stop(proc)
                 raise
+        for step, value in watch.new_values():  # the last validations
+            monitor.report(step, value)
         suppressed = _read_json(status['suppression'])
         if returncode != 0 and suppressed is not None:
             return TrialResult(error=f'suppressed: {suppressed.get("reason")} (iteration '

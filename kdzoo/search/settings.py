@@ -28,6 +28,7 @@ SEARCH_DEFAULTS = dict(
     stale_after=600.0,
     max_rejects=200,
     keep_checkpoints=True,
+    pruner=None,
 )
 #: Directions of the metric.
 DIRECTIONS = ('maximize', 'minimize')
@@ -71,10 +72,31 @@ def search_settings(search: Optional[dict]) -> dict:
     if out['space'] is None:
         raise KeyError('search.space is missing')
     Objective(out['metric'], out['direction'])  # checks the direction
+    for key in ('n_trials', 'max_rejects'):
+        if not isinstance(out[key], int) or isinstance(out[key], bool) or out[key] < 1:
+            raise ValueError(f'search.{key}={out[key]!r}; must be an int >= 1')
     if not isinstance(out['trial_gpus'], int) or out['trial_gpus'] < 1:
         raise ValueError(f'search.trial_gpus={out["trial_gpus"]!r}; must be an int >= 1 '
                          f'(training processes per trial)')
     return out
+
+
+def build_pruner(spec: Optional[dict]):
+    """An Optuna pruner from ``search.pruner`` (``dict(type='MedianPruner', ...)``, any
+    class of ``optuna.pruners``), or ``None``. It sees each trial's validation values per
+    epoch and may stop a single-objective trial early (the trial is PRUNED)."""
+    if spec is None:
+        return None
+    import optuna
+    spec = dict(spec) if isinstance(spec, dict) else dict(type=spec)
+    name = spec.pop('type', None)
+    valid = sorted(n for n in dir(optuna.pruners) if n.endswith('Pruner') and n != 'BasePruner')
+    if name not in valid:
+        raise KeyError(f'search.pruner type={name!r}; valid: {", ".join(valid)}')
+    try:
+        return getattr(optuna.pruners, name)(**spec)
+    except TypeError as err:
+        raise TypeError(f'bad arguments for search.pruner {name!r}: {err}') from err
 
 
 def add_custom_hook(cfg: Config, hook: dict) -> Config:

@@ -88,16 +88,31 @@ class Decision:
         self.modules = [self._build(v) for v in self.values] if kind != 'value' else None
 
     def _build(self, value):
+        build = build_transform if self.kind == 'transform' else build_distance
+        registry = KD_TRANSFORMS if self.kind == 'transform' else DISTANCES
+        name = value.get('type') if isinstance(value, dict) else value
+        if isinstance(name, str) and registry.get(name) is None:
+            try:  # a misspelt name: fail now, with the registry's "did you mean"
+                build(value)
+            except KeyError as err:
+                raise KeyError(f'search space: decision {self.name!r}: {err.args[0]}') \
+                    from None
         try:
-            if self.kind == 'transform':
-                return build_transform(value)
-            return build_distance(value)
+            return build(value)
         except Exception as err:  # a choice that cannot be built is never valid
             return err
 
     @property
     def distribution(self) -> CategoricalDistribution:
         return CategoricalDistribution(self.labels)
+
+    def check_label(self, label: Any, where: str) -> None:
+        """Raise a KeyError naming ``where`` when ``label`` is not a choice."""
+        try:
+            self.index(label)
+        except KeyError:
+            raise KeyError(f'{where}: {self.name}={label!r} is not a choice; the choices '
+                           f'are {self.labels}') from None
 
     def index(self, label: Any) -> int:
         for i, own in enumerate(self.labels):
@@ -198,6 +213,11 @@ class SearchSpace:
             raise ValueError(f'search space: duplicate decision names {names}; give the '
                              f'terms distinct names')
         self._count = lru_cache(maxsize=None)(self._count_uncached)
+        if self.count() == 0:
+            raise ValueError(
+                'search space: no valid distiller: in some term, no transform chain fits the '
+                'input_rank together with any of its distances (python tools/search.py '
+                f'CONFIG --show-space lists the decisions): {self.names}')
 
     @classmethod
     def from_config(cls, space: dict) -> 'SearchSpace':

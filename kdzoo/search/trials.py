@@ -16,7 +16,7 @@ import os.path as osp
 import random
 import socket
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.study import Study
@@ -42,10 +42,11 @@ def trial_params(trial: FrozenTrial) -> Dict[str, Any]:
 
 
 def counts_as_visit(trial: FrozenTrial) -> bool:
-    """Trials that use the budget: trained, training or queued (not pruned, not
-    interrupted)."""
+    """Trials that use the budget: trained (a trial that the study's pruner stopped after
+    an intermediate value too), training or queued; not pruned before training, not
+    interrupted."""
     if trial.state == TrialState.PRUNED:
-        return False
+        return 'pruned_at_step' in trial.user_attrs
     if trial.state == TrialState.FAIL and trial.system_attrs.get(INTERRUPTED_KEY):
         return False
     return True
@@ -126,6 +127,17 @@ def lost_trial_message(number: int) -> str:
 
 
 # --- writing -------------------------------------------------------------------------------------
+def _transient(err: Exception) -> bool:
+    """An error of the storage's medium that may pass (disk, network, a busy database)."""
+    if isinstance(err, OSError):
+        return True
+    try:
+        import sqlalchemy.exc
+    except ImportError:
+        return False
+    return isinstance(err, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.TimeoutError))
+
+
 class TrialBook:
     """kdzoo's bookkeeping of one study, written through the storage's public methods.
 
@@ -135,11 +147,12 @@ class TrialBook:
             given to ``optuna.create_study``).
     """
 
-    def __init__(self, study: Study, storage):
+    def __init__(self, study: Study, storage, log: Callable[[str], None] = print):
         self.study = study
         self.storage = storage
         self.study_id = storage.get_study_id_from_name(study.study_name)
         self.worker = worker_identity()
+        self.log = log
 
     def trials(self, states=None) -> List[FrozenTrial]:
         return self.study.get_trials(deepcopy=False, states=states)
@@ -151,15 +164,23 @@ class TrialBook:
         """Record this process as the worker of trial ``number``."""
         self.storage.set_trial_system_attr(self.trial_id(number), WORKER_KEY, self.worker)
 
-    def heartbeat(self, number: int):
-        """A function that stamps trial ``number``'s heartbeat."""
+    def heartbeat(self, number: int) -> Callable[[], None]:
+        """A function that stamps trial ``number``'s heartbeat. A transient storage error
+        (the file system, a dropped database connection) is logged once and retried at the
+        next beat; any other error is logged every time. Neither stops the training."""
         trial_id = self.trial_id(number)
+        told = set()
 
         def beat():
             try:
                 self.storage.set_trial_system_attr(trial_id, HEARTBEAT_KEY, time.time())
-            except Exception:  # a storage hiccup must not kill the trial
-                pass
+            except Exception as err:
+                transient = _transient(err)
+                if not transient or 'transient' not in told:
+                    told.add('transient' if transient else '')
+                    self.log(f'[search] heartbeat of trial {number} not stored'
+                             f'{" (retried at the next beat)" if transient else ""}: '
+                             f'{type(err).__name__}: {err}')
         return beat
 
     def interrupt(self, number: int, params: Dict[str, Any], reason: str) -> bool:
