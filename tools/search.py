@@ -22,6 +22,7 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from kdzoo.search import (load_search, prepare_search, run_search,  # noqa: E402
                           write_search_report)
 from kdzoo.search.display import ProgressDisplay  # noqa: E402
+from kdzoo.search.entry import SearchError  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -101,6 +102,9 @@ def main(argv=None):
                   f'with: python tools/search.py {args.config} --resume'
                   + (f' --work-dir {work_dir}' if args.work_dir else ''), flush=True)
             return 130
+        except SearchError as err:
+            print(f'[search] {err}', flush=True)
+            return 1
         except OSError as err:
             print(f'[search] stopped: {err}. Completed trials are kept in the storage; fix '
                   f'the cause and continue with --resume', flush=True)

@@ -23,6 +23,10 @@ from .storage import open_storage, open_study
 from .trials import TrialBook
 
 
+class SearchError(RuntimeError):
+    """A search that cannot run (its message says why, in one line)."""
+
+
 def load_search(cfg: Config) -> Tuple[Dict[str, Any], SearchSpace]:
     """The ``search`` settings of a config (defaults filled in) and its space."""
     settings = search_settings(cfg.to_dict().get('search'))
@@ -154,6 +158,12 @@ def run_search(search: Search, resume: bool = False, report: bool = True,
         if recovered:
             log(f'[search] resume: trials {recovered} had no live worker; marked FAILED and '
                 f're-enqueued')
+
+    if search.runner is not None and search.settings['preflight']:
+        log('[search] pre-flight: building the first candidate and running one batch')
+        error = search.runner.preflight(search.space.first_valid())
+        if error is not None:
+            raise SearchError(f'pre-flight failed, no trial was run: {error}')
 
     def on_trial_end(study):
         try:

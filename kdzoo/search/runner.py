@@ -223,6 +223,31 @@ class TrialRunner:
                 os.remove(path)
 
     # --- running ---
+    def preflight(self, params: Dict[str, Any], timeout: float = 600.0) -> Optional[str]:
+        """Build the candidate ``params`` and run one training batch in a child process
+        (:mod:`kdzoo.search.preflight`); ``None`` when it works, else the error."""
+        work = osp.join(self.work_dir, 'preflight')
+        path = self.write_config(self.make_config(params), osp.join(work, 'config.py'),
+                                 self.describe(-1, params).replace('trial -1', 'pre-flight'))
+        cmd = [self.python, '-m', 'kdzoo.search.preflight', path, work]
+        env = {**os.environ, **self.env}
+        root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+        env['PYTHONPATH'] = os.pathsep.join(filter(None, [root, env.get('PYTHONPATH')]))
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                                  timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return f'no batch after {timeout:g}s (config: {path})'
+        if proc.returncode == 0:
+            return None
+        with open(osp.join(work, 'preflight.log'), 'w') as f:
+            f.write(proc.stdout + proc.stderr)
+        lines = [line for line in (proc.stdout + proc.stderr).splitlines()
+                 if line.startswith('PREFLIGHT FAILED: ')]
+        cause = lines[-1][len('PREFLIGHT FAILED: '):] if lines else _tail(
+            osp.join(work, 'preflight.log'), 3).strip()
+        return f'{cause} (config: {path}; log: {osp.join(work, "preflight.log")})'
+
     def log_path(self, job: Job) -> str:
         """Where the job's training output goes."""
         return osp.join(self.trial_dir(job.work), job.log_name)

@@ -29,6 +29,7 @@ SEARCH_DEFAULTS = dict(
     max_rejects=200,
     keep_checkpoints=True,
     pruner=None,
+    preflight=True,
 )
 #: Directions of the metric.
 DIRECTIONS = ('maximize', 'minimize')

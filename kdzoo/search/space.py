@@ -309,6 +309,14 @@ class SearchSpace:
                 out.append((i, after))
         return out
 
+    def first_valid(self) -> Dict[str, Any]:
+        """The labels of the first valid distiller (in decision order)."""
+        state, path = None, []
+        for depth in range(len(self.decisions)):
+            index, state = self.valid_choices(depth, state)[0]
+            path.append(index)
+        return self.labels_of(path)
+
     def walk(self, path: Sequence[int]):
         """The rank states along ``path`` (``states[d]`` before decision ``d``)."""
         states, state = [], None

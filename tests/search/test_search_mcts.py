@@ -189,10 +189,20 @@ def test_mcts_resumes_from_the_storage_and_workers_share_the_tree(tmp_path):
     keys = {tuple(sorted(t.params.items())) for t in study.trials}
     assert len(keys) == 20
     assert MCTSSampler(space).tree(study).visits == 20
-    # a RUNNING trial (another worker) is a visit: the next trial goes elsewhere
-    a = study.ask(space.distributions())
-    b = study.ask(space.distributions())
-    assert a.params != b.params
+
+
+def test_a_running_trial_is_a_visit_so_other_workers_go_elsewhere():
+    """With C = 0 the tree would pick kl's last leaf (weight 16); while another worker
+    trains that leaf (RUNNING), kl's subtree is taken and the pick moves to l2."""
+    space = small_space()
+    done = [frozen(space, ['kl', 1.0], value=90.0, number=0),
+            frozen(space, ['kl', 5.0], value=80.0, number=1),
+            frozen(space, ['l2', 1.0], value=10.0, number=2)]
+    running = frozen(space, ['kl', 16.0], TrialState.RUNNING, number=3)
+    assert select_path(space, build_tree(space, done), random.Random(0), 0.0) == (0, 2)
+    root = build_tree(space, done + [running])
+    assert root.children[0].visits == 3 and root.children[0].reward == pytest.approx(1.875)
+    assert select_path(space, root, random.Random(0), 0.0)[0] == 1
 
 
 def dead_pid():

@@ -150,6 +150,20 @@ def test_crashing_and_diverging_trials_fail_and_the_search_goes_on(tmp_path, tea
     assert 'FAIL' in (tmp_path / 'out' / 'results.md').read_text()
 
 
+def test_a_bad_module_path_fails_once_in_the_preflight(tmp_path, teacher_ckpt, fmnist_root):
+    """A mistake every candidate shares (here a module path) fails before trial 0, with
+    its message, instead of failing every trial; the search exits non-zero."""
+    term = dict(LOGIT_TERM, student='backbone.fcc')
+    config = write_search_config(tmp_path / 'bad.py', 'random', 4, [term])
+    proc = subprocess.run(search_cmd(config, tmp_path / 'out', teacher_ckpt, fmnist_root),
+                          cwd=ROOT, capture_output=True, text=True, timeout=600, env=ENV)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    assert 'pre-flight failed, no trial was run' in last and 'backbone.fcc' in last, last
+    assert 'Traceback' not in proc.stdout
+    assert load_study(tmp_path / 'out', 'bad').trials == []
+
+
 def test_a_trial_trains_on_two_processes_through_torchrun(tmp_path, teacher_ckpt,
                                                            fmnist_root):
     """``search.trial_gpus=2``: the trial runs ``tools/train.py --launcher pytorch`` under

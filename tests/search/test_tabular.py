@@ -77,8 +77,12 @@ def test_file_round_trip_and_resume_keys(tmp_path, small):
     loaded = load_table(path, space)
     assert loaded.meta('teacher:') == 'x; y; test top-1 90.00'
     for params in valid(space):
-        assert loaded.lookup(params)['metric'] == table.lookup(params)['metric'] or \
-            math.isnan(loaded.lookup(params)['metric'])
+        mine, theirs = loaded.lookup(params), table.lookup(params)
+        assert mine['state'] == theirs['state']
+        if theirs['state'] == 'ok':
+            assert mine['metric'] == theirs['metric']
+        else:  # NaN on both sides, never on one
+            assert math.isnan(mine['metric']) and math.isnan(theirs['metric'])
     # keys do not depend on how a number is written
     p = valid(space)[0]
     assert row_key(p, space.names) == row_key({k: str(v) for k, v in p.items()}, space.names)
