@@ -150,11 +150,7 @@ def sample_path(space: SearchSpace, weights: Dict[str, List[float]], rng,
     for _ in range(max_draws):
         state, chosen = None, []
         for depth, d in enumerate(space.decisions):
-            options = space.valid_choices(depth, state)
-            if d.name in fixed:
-                wanted = d.index(fixed[d.name])
-                options = [o for o in options if o[0] == wanted] or [
-                    (wanted, d.step(state, wanted))]
+            options = space.options(depth, state, fixed)
             if not options:  # an invalid fixed prefix: the loop prunes the result
                 options = [(i, d.step(state, i)) for i in range(len(d.labels))]
             w = [weights[d.name][i] for i, _ in options]

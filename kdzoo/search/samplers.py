@@ -139,11 +139,7 @@ def select_path(space: SearchSpace, root: Node, rng: random.Random, exploration:
     node: Optional[Node] = root
     state, path = None, []
     for depth, decision in enumerate(space.decisions):
-        options = space.valid_choices(depth, state)
-        if decision.name in fixed:
-            wanted = decision.index(fixed[decision.name])
-            options = [o for o in options if o[0] == wanted] or [
-                (wanted, decision.step(state, wanted))]
+        options = space.options(depth, state, fixed)
         if not options:  # cannot happen for a valid prefix
             raise RuntimeError(f'MCTS: no valid choice for {decision.name} after {path}')
         children = {i: (node.child(i) if node is not None else None) for i, _ in options}

@@ -317,6 +317,19 @@ class SearchSpace:
             path.append(index)
         return self.labels_of(path)
 
+    def options(self, depth: int, state, fixed: Optional[Dict[str, Any]] = None
+                ) -> List[Tuple[int, Any]]:
+        """:meth:`valid_choices`, narrowed to the label that ``fixed`` (an enqueued trial's
+        parameters) gives the decision; that label is kept even when it leads nowhere
+        valid (the loop then prunes the trial)."""
+        options = self.valid_choices(depth, state)
+        decision = self.decisions[depth]
+        if fixed and decision.name in fixed:
+            wanted = decision.index(fixed[decision.name])
+            options = [o for o in options if o[0] == wanted] or [
+                (wanted, decision.step(state, wanted))]
+        return options
+
     def walk(self, path: Sequence[int]):
         """The rank states along ``path`` (``states[d]`` before decision ``d``)."""
         states, state = [], None
