@@ -195,10 +195,13 @@ def _pearson(x, y):
 def test_dist_matches_explicit_loops():
     s, t = rand((5, 4), 0), rand((5, 4), 1)
     ys, yt = torch.softmax(s, 1), torch.softmax(t, 1)
-    inter = 1 - sum(_pearson(ys[:, i], yt[:, i]) for i in range(4)) / 4
-    intra = 1 - sum(_pearson(ys[n], yt[n]) for n in range(5)) / 5
+    # DIST: inter-class = per sample, over the classes (rows), weighted by beta;
+    # intra-class = per class, over the batch (columns), weighted by gamma
+    inter = 1 - sum(_pearson(ys[n], yt[n]) for n in range(5)) / 5
+    intra = 1 - sum(_pearson(ys[:, i], yt[:, i]) for i in range(4)) / 4
     dist = build_distance(dict(type='dist', beta=2.0, gamma=0.5))
     torch.testing.assert_close(dist(s, t), 2.0 * inter + 0.5 * intra)
+    assert abs(float(dist(s, t)) - float(0.5 * inter + 2.0 * intra)) > 1e-3
 
 
 def test_barlow_matches_explicit_cross_correlation():

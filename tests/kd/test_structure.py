@@ -186,7 +186,7 @@ def test_eps_changes_values():
 
 # --- the pair API ------------------------------------------------------------------------
 
-PAIRED = {'mask', 'dropout', 'svd', 'channel_select', 'interp', 'sn', 'sm'}
+PAIRED = {'mask', 'dropout', 'svd', 'channel_select', 'interp', 'sn', 'sm', 'pts'}
 
 
 def test_default_pair_is_each_tensor_alone():
@@ -275,7 +275,8 @@ def test_stats_pairing_survives_an_exception(name):
 def test_sn_pair_numbers_and_update_from_both():
     s, t = rand((32, 3), 0) * 4, rand((32, 3), 1)
     v0 = torch.tensor([1.0, 2.0, 4.0], dtype=D64)
-    sn = build_transform(dict(type='sn', momentum=0.5, update_from='both')).double()
+    sn = build_transform(dict(type='sn', momentum=0.5, update_from='both',
+                              apply_to='both')).double()
     sn.fit(torch.randn(8, 3, dtype=D64))
     sn.running_var.copy_(v0)
     out_s, out_t = sn.pair(s, t)
@@ -288,6 +289,14 @@ def test_sn_pair_numbers_and_update_from_both():
     out_s, out_t = sn.pair(s, t)  # eval: no update
     torch.testing.assert_close(out_t, t / torch.sqrt(v2 + 1e-5))
     torch.testing.assert_close(sn.running_var, v2)
+    # the default (KDEP): the student passes through, the statistics still update after it
+    sn = build_transform(dict(type='sn', momentum=0.5, update_from='both')).double()
+    sn.fit(torch.randn(8, 3, dtype=D64))
+    sn.running_var.copy_(v0)
+    out_s, out_t = sn.pair(s, t)
+    assert torch.equal(out_s, s)
+    torch.testing.assert_close(out_t, t / torch.sqrt(v1 + 1e-5))
+    torch.testing.assert_close(sn.running_var, v2)
 
 
 def test_alignment_pair_targets_the_student_width():
@@ -299,7 +308,9 @@ def test_alignment_pair_targets_the_student_width():
         assert tr.pair(t, t)[1].shape == (5, 7) or name == 'svd', name  # no sticky width
     torch.testing.assert_close(build_transform('channel_select').pair(s, t)[1], t[:, :3])
     # interp 7 -> 3 (align_corners): channels 0, 3, 6
-    torch.testing.assert_close(build_transform('interp').pair(s, t)[1], t[:, [0, 3, 6]])
+    torch.testing.assert_close(build_transform('interp').pair(s, t)[1], t[:, [0, 2, 4]])
+    torch.testing.assert_close(build_transform(dict(type='interp', mode='linear')).pair(s, t)[1],
+                               t[:, [0, 3, 6]])
 
 
 def test_distill_term_applies_the_chain_pairwise():

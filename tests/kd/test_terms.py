@@ -54,16 +54,16 @@ def test_dist_term_matches_reference_implementation_layout():
     # DIST computes tau^2 * (beta * inter + gamma * intra) on softmax(logits / tau)
     s, t = rand((6, 5), 0), rand((6, 5), 1)
     tau = 4.0
-    term = DistillTerm(distance='dist', tau=tau)
+    term = DistillTerm(distance=dict(type='dist', beta=1.0, gamma=3.0), tau=tau)
     ys, yt = torch.softmax(s / tau, 1), torch.softmax(t / tau, 1)
 
     def pearson(a, b):
         a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
         return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
 
-    inter = 1 - pearson(ys.t(), yt.t()).mean()
-    intra = 1 - pearson(ys, yt).mean()
-    torch.testing.assert_close(term(s, t), tau**2 * (inter + intra))
+    inter = 1 - pearson(ys, yt).mean()  # per sample, over the classes
+    intra = 1 - pearson(ys.t(), yt.t()).mean()  # per class, over the batch
+    torch.testing.assert_close(term(s, t), tau**2 * (inter + 3.0 * intra))
 
 
 def test_kdep_svd_term_with_wider_teacher():

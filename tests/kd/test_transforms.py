@@ -144,8 +144,10 @@ def test_elementwise_formulas():
     torch.testing.assert_close(build_transform(dict(type='scale', factor=0.5))(x), x * 0.5)
     mm = build_transform('minmax')(x)
     torch.testing.assert_close(mm, (x + 8.0) / (12.0 + 1e-8))
-    z = build_transform('standardize')(x)
-    assert abs(float(z.mean())) < 1e-9 and abs(float(z.std(unbiased=False)) - 1) < 1e-6
+    z = build_transform('standardize')(x)  # unbiased std, as in LS-KD's code
+    assert abs(float(z.mean())) < 1e-9 and abs(float(z.std()) - 1) < 1e-6
+    z_b = build_transform(dict(type='standardize', unbiased=False, t=2.0))(x)
+    assert abs(float(z_b.std(unbiased=False)) - 0.5) < 1e-6
 
 
 def test_pts_gradient_at_zero_is_finite():
@@ -306,8 +308,10 @@ def test_svd_recovers_low_rank_subspace():
                                atol=1e-6, rtol=0)
     q, _ = torch.linalg.qr(mix.t())  # orthonormal basis of the true subspace
     torch.testing.assert_close(basis @ basis.t(), q @ q.t(), atol=1e-5, rtol=0)
-    proj = svd(feats)
-    torch.testing.assert_close(proj @ basis.t(), feats, atol=1e-4, rtol=0)
+    proj = svd(feats)  # centred: (feats - mean) @ basis
+    mean = feats.mean(0)
+    torch.testing.assert_close(svd.mean.double(), mean)
+    torch.testing.assert_close(proj @ basis.t() + mean, feats, atol=1e-4, rtol=0)
     # the first direction carries the largest energy
     energy = proj.pow(2).sum(0)
     assert energy[0] >= energy[1] >= energy[2]
@@ -322,12 +326,16 @@ def test_svd_student_teacher_semantics():
     assert torch.equal(out_s, s)
     assert bool(svd.fitted) and svd.basis.shape == (12, 4) and out_t.shape == (16, 4)
     assert torch.equal(svd(s), s)
-    torch.testing.assert_close(svd(t), t @ svd.basis)
+    torch.testing.assert_close(svd(t), (t - svd.mean) @ svd.basis)
+    torch.testing.assert_close(svd.mean, t.mean(0))
     with pytest.raises(ValueError, match='fitted for 12 -> 4'):
         svd(torch.randn(3, 7))
     maps = torch.randn(2, 12, 3, 3)
     out_maps = svd(maps)
-    torch.testing.assert_close(out_maps[1, :, 2, 1], maps[1, :, 2, 1] @ svd.basis)
+    torch.testing.assert_close(out_maps[1, :, 2, 1], (maps[1, :, 2, 1] - svd.mean) @ svd.basis)
+    uncentred = build_transform(dict(type='svd', out_dim=4, center=False)).fit(t)
+    assert torch.equal(uncentred.mean, torch.zeros(12))
+    torch.testing.assert_close(uncentred(t), t @ uncentred.basis)
 
 
 def test_channel_select_and_interp():
@@ -337,10 +345,14 @@ def test_channel_select_and_interp():
     assert torch.equal(sel(x[:, :3]), x[:, :3])  # student-sized tensors pass through
     sel_idx = build_transform(dict(type='channel_select', indices=[5, 0]))
     torch.testing.assert_close(sel_idx(x), x[:, [5, 0]])
-    interp = build_transform(dict(type='interp', out_dim=3))
+    interp = build_transform(dict(type='interp', out_dim=3, mode='linear'))
     # 6 -> 3 with align_corners: positions 0, 2.5, 5 of the input
     torch.testing.assert_close(interp(x), torch.stack([x[:, 0], (x[:, 2] + x[:, 3]) / 2,
                                                        x[:, 5]], 1))
+    nearest = build_transform(dict(type='interp', out_dim=3))  # KDEP's code: nearest
+    torch.testing.assert_close(nearest(x), x[:, [0, 2, 4]])
+    with pytest.raises(ValueError, match='mode'):
+        build_transform(dict(type='interp', mode='cubic'))
     maps = torch.randn(2, 6, 3, 3, dtype=torch.float64)
     torch.testing.assert_close(interp(maps)[:, :, 1, 2], interp(maps[:, :, 1, 2]))
 
@@ -370,14 +382,19 @@ def test_sn_running_stats_come_from_teacher_calls():
                                student)
     torch.testing.assert_close(sn.running_var, teacher.var(0, unbiased=False))
     teacher2 = torch.randn(64, 3)
-    out_s, out_t = sn.pair(student, teacher2)  # same statistics for both, then the update
+    out_s, out_t = sn.pair(student, teacher2)  # the teacher is rescaled, then the update
     torch.testing.assert_close(out_t * torch.sqrt(teacher.var(0, unbiased=False) + 1e-5),
                                teacher2)
-    torch.testing.assert_close(out_s * torch.sqrt(teacher.var(0, unbiased=False) + 1e-5),
-                               student)
+    assert torch.equal(out_s, student)  # KDEP: the student is matched as it is
     expected = (teacher.var(0, unbiased=False) + teacher2.var(0, unbiased=False)) / 2
     torch.testing.assert_close(sn.running_var, expected)
     assert int(sn.num_batches_tracked) == 2
+    both = build_transform(dict(type='sn', momentum=None, apply_to='both')).fit(teacher)
+    out_s, out_t = both.pair(student, teacher2)  # the same statistics for both
+    torch.testing.assert_close(out_s * torch.sqrt(teacher.var(0, unbiased=False) + 1e-5),
+                               student)
+    with pytest.raises(ValueError, match='apply_to'):
+        build_transform(dict(type='sn', apply_to='student'))
 
 
 @pytest.mark.parametrize('name', ['svd', 'sn', 'sm'])
@@ -389,7 +406,8 @@ def test_stateful_buffers_saved_and_restored(name):
     data = torch.randn(32, 6, 2, 2)
     tr.fit(data)
     state = tr.state_dict()
-    expected_keys = {'svd': {'basis', 'fitted'}, 'sn': {'running_var', 'num_batches_tracked'},
+    expected_keys = {'svd': {'basis', 'mean', 'fitted'},
+                     'sn': {'running_var', 'num_batches_tracked'},
                      'sm': {'running_var', 'num_batches_tracked', 'target'}}[name]
     assert expected_keys <= set(state)
     fresh = build_transform(dict(type=name, **kwargs))

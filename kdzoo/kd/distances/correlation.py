@@ -55,12 +55,17 @@ class CosineDistance(EpsMixin, Distance):
 class PearsonDistance(EpsMixin, Distance):
     """1 - Pearson correlation between each sample's flattened student and teacher vectors.
 
-    For ``(N, C)`` logits it is DIST's intra-class term; for ``(N, C, H, W)`` the
-    correlation runs over all ``C*H*W`` values of a sample. Invariant to a per-sample shift
-    and positive scale of either input.
+    The correlation of sample ``n`` runs over all values of that sample (``C`` for
+    ``(N, C)``, ``C*H*W`` for ``(N, C, H, W)``), then ``1 - r`` is averaged over the batch.
+    Invariant to a per-sample shift and positive scale of either input. After
+    ``softmax_C`` on ``(N, C)`` logits this is DIST's *inter-class* relation (the Pearson
+    correlation of each sample's class probabilities, i.e. of the rows of the ``(N, C)``
+    matrix); DIST's intra-class relation is the same on the columns (see ``dist``).
+    ``eps`` guards the norms as in :func:`torch.nn.functional.cosine_similarity` (DIST's code
+    adds it to their product instead; the two differ only for near-constant rows).
     """
-    formula = 'D(s, t) = mean_n (1 - pearson(S_n, T_n))'
-    source = 'Auto-KD (Pearson / correlation); DIST (Huang et al. 2022)'
+    formula = 'D(s, t) = mean_n (1 - pearson(S_n, T_n)), S_n = all values of sample n'
+    source = 'Auto-KD (Pearson / correlation); DIST (Huang et al. 2022) inter-class relation'
     eps = 1e-8
 
     def distance(self, s, t, **context):
@@ -69,16 +74,22 @@ class PearsonDistance(EpsMixin, Distance):
 
 @DISTANCES.register_module(name='dist')
 class DISTDistance(EpsMixin, Distance):
-    """DIST (Huang et al., NeurIPS 2022) on ``(N, C)`` logits.
+    """DIST (Huang et al., NeurIPS 2022) on ``(N, C)`` logits, as in its official code.
 
-    ``Y = softmax(x)`` over classes; inter-class relation ``1 - mean_i pearson(Y_s[:, i],
-    Y_t[:, i])`` (over the batch), intra-class relation ``1 - mean_n pearson(Y_s[n],
-    Y_t[n])``. DIST's ``tau^2`` factor comes from the distill term (use ``tau=4`` for the
-    paper's setting).
+    ``Y = softmax(x)`` over classes (the term has already divided the logits by ``tau``).
+    *Inter-class* relation (weight ``beta``): ``1 - mean_n pearson(Y_s[n], Y_t[n])``, the
+    Pearson correlation over the classes of each sample (the rows of ``Y``).
+    *Intra-class* relation (weight ``gamma``): ``1 - mean_c pearson(Y_s[:, c], Y_t[:, c])``,
+    the Pearson correlation over the batch of each class (the columns of ``Y``).
+    DIST's ``tau^2`` factor comes from the distill term: ``DistillTerm(distance=dict(
+    type='dist', beta=b, gamma=g), tau=tau)`` computes ``tau^2 * (b * inter + g * intra)``
+    on ``softmax(z / tau)``, which is exactly the official ``DIST(beta=b, gamma=g, tau=tau)``
+    loss (``weight`` multiplies it further).
     """
     ranks = (2, )
-    formula = ('D(s, t) = beta (1 - mean_i pearson_N(Y_s[:,i], Y_t[:,i])) '
-               '+ gamma (1 - mean_n pearson_C(Y_s[n], Y_t[n])), Y = softmax over C')
+    formula = ('D(s, t) = beta (1 - mean_n pearson_C(Y_s[n,:], Y_t[n,:])) '
+               '+ gamma (1 - mean_c pearson_N(Y_s[:,c], Y_t[:,c])), Y = softmax over C; '
+               'beta: inter-class (rows), gamma: intra-class (columns)')
     source = 'DIST (Huang et al., NeurIPS 2022)'
     eps = 1e-8
 
@@ -90,8 +101,8 @@ class DISTDistance(EpsMixin, Distance):
     def distance(self, s, t, **context):
         ys = F.softmax(s, dim=1)
         yt = F.softmax(t, dim=1)
-        inter = 1.0 - pearson_rows(ys.t(), yt.t(), self.eps).mean()
-        intra = 1.0 - pearson_rows(ys, yt, self.eps).mean()
+        inter = 1.0 - pearson_rows(ys, yt, self.eps).mean()          # over classes, per sample
+        intra = 1.0 - pearson_rows(ys.t(), yt.t(), self.eps).mean()  # over the batch, per class
         return self.beta * inter + self.gamma * intra
 
 
@@ -103,10 +114,15 @@ class BarlowTwinsDistance(EpsMixin, Distance):
     ``c = Z_s^T Z_t / N`` (``D x D``). Loss ``(sum_i (1 - c_ii)^2 + lambda sum_{i!=j}
     c_ij^2) / D``. The off-diagonal sum is computed via ``||c||_F^2 = <Z_s Z_s^T, Z_t
     Z_t^T>_F / N^2`` so ``c`` is never formed (cost ``O(N^2 D)``).
+
+    The bracket is Barlow Twins' loss as in its official code (``BatchNorm1d(affine=False)``
+    standardisation, ``c / batch_size``); the division by ``D`` is kdzoo's choice so the
+    value does not grow with the feature dim (``weight=D`` gives the original scale).
+    ``lambd=5e-3`` is the paper's value (the official script uses ``0.0051``).
     """
     formula = ('D(s, t) = [sum_i (1 - c_ii)^2 + lambda sum_{i!=j} c_ij^2] / D, '
                'c = Z_s^T Z_t / N, Z = batch-standardised features')
-    source = 'Barlow Twins (Zbontar et al., ICML 2021) as a KD loss'
+    source = 'Barlow Twins (Zbontar et al., ICML 2021) as a KD loss, divided by D'
     eps = 1e-5
 
     def __init__(self, lambd: float = 5e-3, eps: Optional[float] = None):
@@ -142,7 +158,11 @@ class CKADistance(Distance):
 class AttentionTransferDistance(Distance):
     """AT's loss on feature maps: ``mean((a_s - a_t)^2)`` of their spatial attention maps.
 
-    The ``satt`` transform (``attention``, built with ``p`` and ``eps``) followed by ``l2``.
+    The ``satt`` transform (``attention``, built with ``p`` and ``eps``) followed by ``l2``:
+    the official code's ``(at(x) - at(y)).pow(2).mean()`` with ``at(x) =
+    F.normalize(x.pow(2).mean(1).view(N, -1))``, i.e. the mean over ``N*H*W`` of the squared
+    difference of the L2-normalised maps (the paper's ``beta/2`` and the sum over layer
+    pairs are the term weight and one term per pair).
     """
     ranks = (3, 4)
     formula = 'D(s, t) = mean (a(s) - a(t))^2, a(f) = normalize_2(vec(mean_C |f|^p))'

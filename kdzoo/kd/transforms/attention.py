@@ -14,6 +14,8 @@ class Attention(EpsMixin, KnowledgeTransform):
     Over C it is the spatial attention map of Attention Transfer (Zagoruyko & Komodakis,
     ICLR 2017), ``(N, C, H, W) -> (N, H*W)``; followed by the ``l2`` distance it is AT's
     loss ``mean((a_s - a_t)^2)`` (the ``at`` distance). Over HW it is one value per channel.
+    ``|f|^p`` is the paper's ``F^p_sum``; the official code (and mdistiller) computes
+    ``f.pow(p)``, the same for the default ``p = 2``.
     """
     ranks = (3, 4)
     over: str = 'C'

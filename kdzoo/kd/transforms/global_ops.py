@@ -4,7 +4,7 @@ Element-wise ops accept any rank 2-4 (a rank-3 input is e.g. a Gram matrix); ops
 use dim 1, "over N" dim 0, "over HW" the spatial dims of an (N, C, H, W) map (the last dim
 of an (N, C, L) tensor).
 """
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -138,13 +138,34 @@ class MinMax(PerSampleScale):
 
 @KD_TRANSFORMS.register_module(name='standardize')
 class Standardize(PerSampleScale):
-    """Per-sample z-score (logit standardisation, Sun et al. CVPR 2024)."""
-    formula = 'T(x)_n = (x_n - mean(x_n)) / (std(x_n) + eps), per sample n'
+    """Per-sample z-score, then division by a temperature ``t`` (logit standardisation).
+
+    As in the official code of logit-standardisation KD (Sun et al., CVPR 2024):
+    ``Z(x)_n = (x_n - mean(x_n)) / (std(x_n) + eps)`` with the *unbiased* std
+    (``torch.std``'s default; the paper writes ``1/K``, pass ``unbiased=False`` for it) and
+    ``eps=1e-7``, followed by ``/ t``. The z-score erases any scale, so the division by
+    ``tau`` that a distill term applies *before* its transforms has no effect here: LS-KD
+    with temperature ``tau`` is ``DistillTerm(transforms=[dict(type='standardize', t=tau)],
+    distance='kl', tau=tau)`` (the term's ``tau`` then only contributes the ``tau^2``
+    factor, as in the official ``kd_loss``).
+    """
+    formula = 'T(x)_n = (x_n - mean(x_n)) / ((std(x_n) + eps) * t), per sample n, unbiased std'
     source = 'Logit standardization KD (Sun et al., CVPR 2024)'
     eps = 1e-7
 
+    def __init__(self, t: float = 1.0, unbiased: bool = True, eps: Optional[float] = None):
+        super().__init__(eps=eps)
+        if t <= 0:
+            raise ValueError(f'standardize temperature t must be > 0, got {t}')
+        self.t = float(t)
+        self.unbiased = bool(unbiased)
+
     def stats(self, flat):
-        return flat.mean(dim=1, keepdim=True), flat.std(dim=1, keepdim=True, unbiased=False)
+        std = flat.std(dim=1, keepdim=True, unbiased=self.unbiased)
+        return flat.mean(dim=1, keepdim=True), std
+
+    def transform(self, x):
+        return super().transform(x) / self.t
 
 
 class Elementwise(KnowledgeTransform):
@@ -242,7 +263,7 @@ class RandomMask(PairedRandomTransform):
     """
     ranks = (2, 4)
     formula = 'T(x) = m * x, m ~ Bernoulli(ratio) of shape (N,1,H,W) (or (N,C)), shared by s and t'
-    source = 'Auto-KD (mask; large capacity gap), MGD-style random masking'
+    source = 'Auto-KD (mask; large capacity gap)'
     ratio = 0.5
 
     def mask_shape(self, x):

@@ -48,12 +48,13 @@ class PoolingPyramid(KnowledgeTransform):
     """Multi-scale pooling pyramid: average pools at sizes ``levels`` concatenated.
 
     The default levels (1, 2, 4) give ``C * (1 + 4 + 16) = 21 C`` features per sample.
+    SPP's pyramid layout with *average* pooling (SPP itself max-pools).
     """
     family = 'inter'
     ranks = (4, )
     formula = 'T(x) = concat_k vec(adaptive_avg_pool(x, k x k)), k in (1, 2, 4)'
     shapes = '(N,C,H,W) -> (N,21*C)'
-    source = 'Auto-KD (multi-scale pooling); SPP (He et al. 2014)'
+    source = 'Auto-KD (multi-scale pooling); SPP layout (He et al. 2014), average-pooled'
 
     def __init__(self, levels: Sequence[int] = (1, 2, 4)):
         super().__init__()
@@ -68,12 +69,16 @@ class PoolingPyramid(KnowledgeTransform):
 
 @KD_TRANSFORMS.register_module(name='gram_C')
 class ChannelGram(KnowledgeTransform):
-    """Channel x channel Gram matrix per sample, normalised by the number of positions."""
+    """Channel x channel Gram matrix per sample, normalised by the number of positions.
+
+    The style Gram matrix of Gatys et al.; FSP (Yim et al.) relates the maps of *two*
+    layers, ``G_ij = sum_hw F1_i F2_j / (H*W)``, and this is its one-layer case.
+    """
     family = 'inter'
     ranks = (3, 4)
     formula = 'T(f)_n = F_n F_n^T / (H*W), F_n = reshape(f_n, (C, H*W))'
     shapes = '(N,C,H,W) -> (N,C,C)'
-    source = 'Gram matrices (FSP, Yim et al. CVPR 2017; style, Gatys et al. CVPR 2016)'
+    source = 'Gram matrices (style, Gatys et al. CVPR 2016; one-layer FSP, Yim et al. CVPR 2017)'
 
     def output_rank(self, input_rank):
         return 3
@@ -90,7 +95,7 @@ class SampleGram(KnowledgeTransform):
     ranks = (2, 3, 4)
     formula = 'T(f) = F F^T / D, F = reshape(f, (N, D))'
     shapes = '(N,...) -> (N,N)'
-    source = 'Auto-KD (Gram / similarity matrices); RKD-style relations'
+    source = 'Auto-KD (Gram / similarity matrices)'
 
     def output_rank(self, input_rank):
         return 2

@@ -3,7 +3,12 @@
 KDEP matches the student's pooled features ``(N, D_s)`` to a teacher's ``(N, D_t)``
 without learnable parameters: the teacher side is aligned to ``D_s`` (channel selection,
 interpolation or, best, an SVD projection), then rescaled (SN, SM or PTS) so that a few
-high-variance channels do not dominate the L2 loss.
+high-variance channels do not dominate the L2 loss. In KDEP's official code all of this
+happens to the *teacher* features only (inside the teacher, under ``no_grad``): the loss is
+``mse(f_s, PTS((f_t - mu) V_k))`` with ``mu`` the mean teacher feature and ``V_k`` the top
+right singular vectors of the centred teacher features; the student's features enter
+the loss as they are. The transforms here do the same by default (``apply_to='teacher'``
+for ``sn``, ``sm``, ``pts``; ``'both'`` applies them to the student tensor as well).
 
 **Student/teacher convention.** A distill term applies each transform to the (student,
 teacher) pair with :meth:`~kdzoo.kd.KnowledgeTransform.pair`. The dimension-aligning
@@ -63,34 +68,44 @@ class _ChannelAlign(KnowledgeTransform):
 
 @KD_TRANSFORMS.register_module(name='svd')
 class SVDAlign(LazyBuffersMixin, _ChannelAlign):
-    """Project teacher features onto their top-``out_dim`` right singular vectors.
+    """Project centred teacher features onto their top-``out_dim`` right singular vectors.
 
-    ``basis`` (buffer, ``(D_t, D_s)``) holds the top right singular vectors of the
-    (uncentred) teacher feature matrix ``X (M, D_t)``, i.e. the top eigenvectors of
-    ``X^T X``, each with its largest-magnitude entry made positive; ``fitted`` (buffer)
-    tells whether it was computed. :meth:`fit` computes it from a tensor or an iterable of
-    tensors (e.g. over a data loader). If not fitted, the first tensor whose dim differs
-    from the target (the teacher's of the first pair) is used to fit it.
+    As in KDEP's official code (PCA of the teacher features): ``mean`` (buffer, ``(D_t,)``)
+    is the mean teacher feature and ``basis`` (buffer, ``(D_t, D_s)``) holds the top right
+    singular vectors of the centred teacher feature matrix ``X - mean`` (``X (M, D_t)``),
+    i.e. the top eigenvectors of ``(X - mean)^T (X - mean)``, each with its
+    largest-magnitude entry made positive (singular vectors have no sign of their own);
+    teacher tensors become ``(x - mean) @ basis``. ``center=False`` keeps ``mean`` at 0 (an
+    uncentred projection). ``fitted`` (buffer) tells whether the basis was computed.
+    :meth:`fit` computes them from a tensor or an iterable of tensors (e.g. over a data
+    loader). If not fitted, the first tensor whose dim differs from the target (the
+    teacher's of the first pair) is used to fit it.
 
-    After fitting, tensors with ``D_t`` channels are projected (``x @ basis``) and tensors
-    with ``D_s`` channels are returned unchanged. When ``D_t == D_s`` the projection is a
-    rotation applied to both tensors; it then only happens after an explicit :meth:`fit`
+    After fitting, tensors with ``D_t`` channels are projected and tensors
+    with ``D_s`` channels are returned unchanged. When ``D_t == D_s`` the projection
+    (centring, then a rotation) is applied to both tensors; it then only happens after an explicit :meth:`fit`
     (before it, equal-dim tensors pass through).
 
     Args:
         out_dim: ``D_s``; ``None``: the channel dim of the pair's student tensor.
-        in_dim: ``D_t`` if known (pre-sizes the buffer; otherwise sized when fitted or when
-            a checkpoint is loaded).
+        in_dim: ``D_t`` if known (pre-sizes the buffers; otherwise sized when fitted or
+            when a checkpoint is loaded).
+        center: subtract the mean teacher feature before the SVD and the projection
+            (KDEP's code; default).
     """
     stateful = True
-    formula = 'T(f_t) = f_t V_k, V_k = top-D_s right singular vectors of the teacher features'
+    formula = ('T(f_t) = (f_t - mu) V_k, mu = mean teacher feature, V_k = top-D_s right '
+               'singular vectors of the centred teacher features')
     shapes = '(N,D_t) -> (N,D_s); (N,D_t,H,W) -> (N,D_s,H,W); D_s tensors unchanged'
     source = 'KDEP (He et al., CVPR 2022): SVD alignment'
-    _lazy_buffers = ('basis', )
+    _lazy_buffers = ('basis', 'mean')
 
-    def __init__(self, out_dim: Optional[int] = None, in_dim: Optional[int] = None):
+    def __init__(self, out_dim: Optional[int] = None, in_dim: Optional[int] = None,
+                 center: bool = True):
         super().__init__(out_dim)
+        self.center = bool(center)
         self.register_buffer('basis', torch.zeros(in_dim or 0, out_dim or 0))
+        self.register_buffer('mean', torch.zeros(in_dim or 0))
         self.register_buffer('fitted', torch.tensor(False))
 
     @torch.no_grad()
@@ -98,21 +113,26 @@ class SVDAlign(LazyBuffersMixin, _ChannelAlign):
         """Fit the basis on teacher features: a tensor or an iterable of tensors.
 
         ``out_dim`` overrides the constructor's; if neither is set all ``D_t`` directions
-        are kept, i.e. a rotation. Under distributed
-        training call it before training (on the same data on every rank): a basis fitted
-        inside the first forward comes from each rank's own batch.
+        are kept, i.e. a rotation (after the centring). Under distributed training call it
+        before training (on the same data on every rank): a basis fitted inside the first
+        forward comes from each rank's own batch.
         """
         if out_dim is not None:
             self.out_dim = int(out_dim)
-        gram = None
+        gram = total = None
+        count = 0
         for x in _iter_features(features):
             self.check_rank(x)
             flat = _channels_last_2d(x.detach()).double()
-            part = flat.t() @ flat
+            part, part_sum = flat.t() @ flat, flat.sum(0)
             gram = part if gram is None else gram + part
+            total = part_sum if total is None else total + part_sum
+            count += flat.shape[0]
         if gram is None:
             raise ValueError('svd.fit got no features')
         in_dim = gram.shape[0]
+        mean = total / count if self.center else torch.zeros_like(total)
+        gram = gram - count * torch.outer(mean, mean)  # (X - mean)^T (X - mean)
         k = self.out_dim if self.out_dim is not None else in_dim
         if k > in_dim:
             raise ValueError(f'svd cannot project {in_dim} teacher channels to {k} > {in_dim}')
@@ -123,6 +143,7 @@ class SVDAlign(LazyBuffersMixin, _ChannelAlign):
         basis = basis * torch.where(signs == 0, torch.ones_like(signs), signs)
         self.out_dim = k
         self._resize_buffer('basis', (in_dim, k)).copy_(basis.to(self.basis.dtype))
+        self._resize_buffer('mean', (in_dim, )).copy_(mean.to(self.mean.dtype))
         self.fitted.fill_(True)
         return self
 
@@ -135,6 +156,7 @@ class SVDAlign(LazyBuffersMixin, _ChannelAlign):
         in_dim, out_dim = self.basis.shape
         if c == in_dim:
             basis = self.basis.to(x.dtype)
+            x = x - channel_view(self.mean.to(x.dtype), x)
             if x.dim() == 2:
                 return x @ basis
             return torch.einsum('nchw,cd->ndhw', x, basis)
@@ -177,39 +199,63 @@ class ChannelSelect(_ChannelAlign):
 
 @KD_TRANSFORMS.register_module(name='interp')
 class ChannelInterp(_ChannelAlign):
-    """Linear interpolation along the channel dim to ``out_dim`` (align_corners=True)."""
-    formula = 'T(f_t) = linear_interpolate(f_t along C, D_t -> D_s)'
+    """Interpolation along the channel dim to ``out_dim``.
+
+    ``mode='nearest'`` (default) is KDEP's code, ``F.interpolate(f.view(N, 1, D_t),
+    size=D_s)`` (PyTorch's default mode): output channel ``j`` is input channel
+    ``floor(j * D_t / D_s)``. ``mode='linear'`` interpolates linearly (align_corners=True).
+    """
+    formula = 'T(f_t) = interpolate(f_t along C, D_t -> D_s), nearest: f_t[:, floor(j D_t / D_s)]'
     shapes = '(N,D_t[,H,W]) -> (N,D_s[,H,W]); D_s tensors unchanged'
     source = 'KDEP (He et al., CVPR 2022): interpolation'
+
+    def __init__(self, out_dim: Optional[int] = None, mode: str = 'nearest'):
+        super().__init__(out_dim)
+        if mode not in ('nearest', 'linear'):
+            raise ValueError(f"interp mode must be 'nearest' or 'linear', got {mode!r}")
+        self.mode = mode
 
     def align(self, x, out):
         c = x.shape[1]
         if c == out:
             return x
         rows = _channels_last_2d(x).unsqueeze(1)  # (M, 1, C)
-        res = F.interpolate(rows, size=out, mode='linear', align_corners=True).squeeze(1)
+        if self.mode == 'linear':
+            res = F.interpolate(rows, size=out, mode='linear', align_corners=True)
+        else:
+            res = F.interpolate(rows, size=out, mode='nearest')
+        res = res.squeeze(1)
         if x.dim() == 2:
             return res
         n, _, h, w = x.shape
         return res.view(n, h, w, out).permute(0, 3, 1, 2)
 
 
+def _check_apply_to(apply_to: str) -> str:
+    if apply_to not in ('teacher', 'both'):
+        raise ValueError(f"apply_to must be 'teacher' or 'both', got {apply_to!r}")
+    return apply_to
+
+
 class _RunningChannelStats(LazyBuffersMixin, EpsMixin, KnowledgeTransform):
     """Per-channel variance kept in buffers (``running_var``, ``num_batches_tracked``).
 
-    Statistics are computed over every dim but the channel dim (1). In training mode,
-    :meth:`pair` scales the student and the teacher tensor by the same statistics, then,
-    with ``update_from='teacher'`` (default), updates them from the teacher tensor;
-    ``'both'`` updates after each of the two tensors (and after a single tensor given to
-    ``forward``, which otherwise updates nothing). Before any statistics exist, a tensor
-    is scaled by its own batch statistics (and the teacher's are stored). :meth:`fit` sets
-    the statistics from data. In eval mode the stored statistics are used unchanged.
+    Statistics are computed over every dim but the channel dim (1). :meth:`pair` rescales
+    the teacher tensor (KDEP: the target is rescaled, the student's features are matched
+    to it as they are); with ``apply_to='both'`` the student tensor is rescaled by the same
+    statistics too. In training mode the statistics are then updated from the teacher
+    tensor (``update_from='teacher'``, default); ``'both'`` updates after each of the two
+    tensors (and after a single tensor given to ``forward``, which otherwise updates
+    nothing). Before any statistics exist, a tensor is scaled by its own batch statistics
+    (and the teacher's are stored). :meth:`fit` sets the statistics from data. In eval mode
+    the stored statistics are used unchanged. ``forward(x)`` rescales ``x``.
 
     Args:
         momentum: running-average momentum; ``None``: cumulative average.
         eps: added to the variance.
         num_channels: pre-sizes the buffers (otherwise sized at the first call / on load).
         update_from: ``'teacher'`` or ``'both'``.
+        apply_to: ``'teacher'`` (KDEP) or ``'both'``.
     """
     family = 'alignment'
     ranks = (2, 4)
@@ -218,12 +264,14 @@ class _RunningChannelStats(LazyBuffersMixin, EpsMixin, KnowledgeTransform):
     eps = 1e-5
 
     def __init__(self, momentum: Optional[float] = 0.1, eps: Optional[float] = None,
-                 num_channels: Optional[int] = None, update_from: str = 'teacher'):
+                 num_channels: Optional[int] = None, update_from: str = 'teacher',
+                 apply_to: str = 'teacher'):
         super().__init__(eps=eps)
         if update_from not in ('teacher', 'both'):
             raise ValueError(f"update_from must be 'teacher' or 'both', got {update_from!r}")
         self.momentum = momentum
         self.update_from = update_from
+        self.apply_to = _check_apply_to(apply_to)
         self.register_buffer('running_var', torch.ones(num_channels or 0))
         self.register_buffer('num_batches_tracked', torch.tensor(0, dtype=torch.long))
 
@@ -284,14 +332,22 @@ class _RunningChannelStats(LazyBuffersMixin, EpsMixin, KnowledgeTransform):
         return self.rescale(x, self.channel_var(x, update=self.update_from == 'both'))
 
     def transform_pair(self, s, t):
-        s = self.rescale(s, self.channel_var(s, update=self.update_from == 'both'))
+        if self.apply_to == 'both':
+            s = self.rescale(s, self.channel_var(s, update=self.update_from == 'both'))
+        elif self.update_from == 'both':
+            self.channel_var(s, update=True)
         return s, self.rescale(t, self.channel_var(t, update=True))
 
 
 @KD_TRANSFORMS.register_module(name='sn')
 class StdNormalize(_RunningChannelStats):
-    """KDEP's SN: divide each channel by its standard deviation (running statistics)."""
-    formula = 'T(f) = f / sqrt(var_c + eps), var_c = running per-channel variance'
+    """KDEP's SN: divide each channel by its standard deviation (running statistics).
+
+    Applied to the teacher tensor of a pair (``apply_to='teacher'``, KDEP); after the
+    centred ``svd`` projection this standardises the target channels.
+    """
+    formula = ('T(f_t) = f_t / sqrt(var_c + eps), var_c = running per-channel variance of '
+               'the teacher; student unchanged (apply_to=teacher)')
     source = 'KDEP (He et al., CVPR 2022): SN'
 
     def rescale(self, x, var):
@@ -306,8 +362,10 @@ class StdMatch(_RunningChannelStats):
     The target std is ``target_std`` if given, else the ``target`` buffer set by
     ``fit(features, pre_alignment=...)`` (the max channel std of the features before the
     SVD alignment), else the max running channel std of the transform's own input.
+    Applied to the teacher tensor of a pair (``apply_to='teacher'``, KDEP).
     """
-    formula = 'T(f) = f * s_max / sqrt(var_c + eps), s_max = max channel std before alignment'
+    formula = ('T(f_t) = f_t * s_max / sqrt(var_c + eps), s_max = max channel std before '
+               'alignment; student unchanged (apply_to=teacher)')
     source = 'KDEP (He et al., CVPR 2022): SM'
 
     def __init__(self, target_std: Optional[float] = None, **kwargs):
@@ -339,21 +397,32 @@ class StdMatch(_RunningChannelStats):
 class PowerTemperatureScaling(EpsMixin, KnowledgeTransform):
     """KDEP's power temperature scaling, global and non-decreasing.
 
-    ``T`` and ``n`` are not stated in the method card; defaults ``T=1, n=2``. ``|f / T|`` is
-    clamped below at ``eps`` inside the power so the gradient at ``f = 0`` is 0, not NaN.
+    ``PTS(f) = sign(f) * |f / T|^(1/n)``, as in KDEP's code
+    (``torch.sign(feat) * torch.pow(torch.abs(feat / T), 1 / n)``), applied to the teacher
+    tensor of a pair (``apply_to='teacher'``, KDEP: the student's features are matched to
+    the transformed teacher features); ``apply_to='both'`` transforms the student tensor
+    too. ``forward(x)`` transforms ``x``. ``T`` and ``n`` are not stated in the method card;
+    the defaults ``T=0.1, n=3`` are the values active in KDEP's released code (it also lists
+    ``T=0.03, n=3`` and ``T=0.2, n=2``). ``|f / T|`` is clamped below at ``eps`` inside the
+    power so the gradient at ``f = 0`` is 0, not NaN.
     """
     family = 'alignment'
     ranks = (2, 3, 4)
-    formula = 'T(f) = sign(f) * |f / T|^(1/n)'
+    formula = ('T(f_t) = sign(f_t) * |f_t / T|^(1/n), T = 0.1, n = 3; student unchanged '
+               '(apply_to=teacher)')
     source = 'KDEP (He et al., CVPR 2022): PTS'
 
-    def __init__(self, T: float = 1.0, n: float = 2.0,  # noqa: N803 (paper's symbols)
-                 eps: Optional[float] = None):
+    def __init__(self, T: float = 0.1, n: float = 3.0,  # noqa: N803 (paper's symbols)
+                 eps: Optional[float] = None, apply_to: str = 'teacher'):
         super().__init__(eps=eps)
         if T <= 0 or n <= 0:
             raise ValueError(f'pts needs T > 0 and n > 0, got T={T}, n={n}')
         self.T = float(T)
         self.n = float(n)
+        self.apply_to = _check_apply_to(apply_to)
 
     def transform(self, x):
         return torch.sign(x) * (x / self.T).abs().clamp_min(self.eps).pow(1.0 / self.n)
+
+    def transform_pair(self, s, t):
+        return (self.transform(s) if self.apply_to == 'both' else s), self.transform(t)
