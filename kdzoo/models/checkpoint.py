@@ -1,20 +1,26 @@
-"""Loading weights into teachers and students with errors that say what is wrong."""
-import os.path as osp
+"""Loading weights into teachers and students with errors that say what is wrong.
+
+Files are read with ``torch.load(weights_only=True)`` through
+:func:`kdzoo.utils.torch_load.load_checkpoint_file` (MMEngine's allow-list only): a missing,
+truncated or corrupt file, or one holding code, fails with an error that names it.
+"""
 from collections import OrderedDict
 from typing import Dict
 
 import torch
 from torch import nn
 
+from kdzoo.utils.torch_load import load_checkpoint_file
+
 # A distiller's checkpoint stores the student under this prefix.
 STUDENT_PREFIX = 'student.'
+# A kdzoo classifier keeps its network under this prefix.
+BACKBONE_PREFIX = 'backbone.'
 
 
 def read_state_dict(path: str, owner: str = 'teacher') -> Dict[str, torch.Tensor]:
     """The state dict of a checkpoint file (MMEngine, plain or student-only)."""
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'{owner} checkpoint not found: {path}')
-    checkpoint = torch.load(path, map_location='cpu', weights_only=False)
+    checkpoint = load_checkpoint_file(path, map_location='cpu', owner=owner)
     state = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
         raise ValueError(f'{owner} checkpoint {path} holds no state dict')
@@ -27,10 +33,24 @@ def read_state_dict(path: str, owner: str = 'teacher') -> Dict[str, torch.Tensor
     return state
 
 
-def load_checkpoint_strict(model: nn.Module, path: str, owner: str = 'teacher') -> None:
-    """Load ``path`` into ``model``; raise listing missing / unexpected / mis-shaped keys."""
-    state = read_state_dict(path, owner)
+def _match_classifier_prefix(state: Dict[str, torch.Tensor],
+                             expected: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """The plain network's state dict of a classifier (``conv1.weight`` for
+    ``backbone.conv1.weight``, e.g. a timm / torchvision model saved on its own) gets the
+    ``backbone.`` prefix when none of its keys fits as it is and all fit with the prefix;
+    the strict check that follows still names any missing or mis-shaped key."""
+    if not state or any(k in expected for k in state):
+        return state
+    prefixed = OrderedDict((BACKBONE_PREFIX + k, v) for k, v in state.items())
+    return prefixed if all(k in expected for k in prefixed) else state
+
+
+def load_checkpoint_strict(model: nn.Module, path: str, owner: str = 'teacher') -> int:
+    """Load ``path`` into ``model``; raise listing missing / unexpected / mis-shaped keys.
+
+    Returns the number of tensors loaded (all of the model's state dict)."""
     expected = model.state_dict()
+    state = _match_classifier_prefix(read_state_dict(path, owner), expected)
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     mis_shaped = [f'{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}'
@@ -45,3 +65,4 @@ def load_checkpoint_strict(model: nn.Module, path: str, owner: str = 'teacher') 
             f'  unexpected keys: {show(unexpected) or "none"}\n'
             f'  shape mismatches: {show(mis_shaped) or "none"}')
     model.load_state_dict(state, strict=True)
+    return len(state)

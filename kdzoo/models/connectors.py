@@ -1,4 +1,9 @@
-"""Connectors map a student feature to the teacher's shape (learnable or not)."""
+"""Connectors map a student feature to the teacher's shape (learnable or not).
+
+A connector with ``in_channels`` states the channels (dim 1) of the student feature it takes;
+the :class:`~kdzoo.models.Distiller` checks it and names the term, the connector and both
+feature shapes when it does not match.
+"""
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -12,6 +17,7 @@ class ConvConnector(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, norm: bool = True):
         super().__init__()
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.conv = nn.Conv2d(in_channels, out_channels, 1, bias=not norm)
         self.bn = nn.BatchNorm2d(out_channels) if norm else nn.Identity()
 
@@ -29,6 +35,7 @@ class LinearConnector(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.fc = nn.Linear(in_channels, out_channels)
 
     def forward(self, x: torch.Tensor, target_shape=None) -> torch.Tensor:

@@ -1,8 +1,9 @@
 """The Distiller: a student, a frozen teacher and a list of distill terms."""
+import logging
 from typing import Dict, Optional, Sequence, Union
 
 import torch
-from mmengine.logging import MessageHub
+from mmengine.logging import MessageHub, print_log
 from mmengine.model import BaseDataPreprocessor, BaseModel
 from mmengine.registry import DefaultScope
 from torch import nn
@@ -13,8 +14,8 @@ from kdzoo.kd.term import TERM_KEYS
 from kdzoo.registry import CONNECTORS, MODELS
 from kdzoo.utils.config_keys import check_keys, missing_keys
 from .classifier import gt_labels_of
-from .recorder import FeatureRecorder
-from .teachers import build_teacher, teacher_forward
+from .recorder import FeatureRecorder, find_module, parse_source
+from .teachers import build_teacher, teacher_config, teacher_forward
 
 
 @MODELS.register_module()
@@ -67,14 +68,25 @@ class Distiller(BaseModel):
         student: any MMEngine model config (a kdzoo classifier, an mmdet detector, an mmseg
             segmentor); it keeps its task loss, scaled by ``student_loss_weight``.
         teacher: see :mod:`kdzoo.models.teachers`. It is frozen, kept in eval mode, run
-            under ``no_grad`` for features only, and never saved in checkpoints.
+            under ``no_grad`` for features only, and never saved in checkpoints. The
+            ``'timm/<name>'``, ``'torchvision/<name>'`` and architecture-name shorthands get
+            the student's ``num_classes`` and input channels.
         teacher_checkpoint: weights of the teacher (checked when the distiller is built).
+            Without one (and without weights in ``teacher``) the teacher is a random init,
+            which the start-up summary warns about: nothing is downloaded.
         teacher_preprocess: ``'student'`` (default: the teacher sees the student's inputs)
             or ``'own'`` (its own data preprocessor on the same raw batch).
         teacher_input_size: resize the teacher's inputs to (H, W), e.g. a high-resolution
             teacher.
         data_preprocessor: the student's, when its own config has none (MMEngine's Runner
             passes a config's top-level ``data_preprocessor`` here).
+        config_dir: the directory of the config file this distiller comes from; a relative
+            teacher config path is looked up there first (then in the kdzoo repository
+            root). The tools set it (:func:`kdzoo.models.teachers.set_config_dir`); without
+            it, the current directory stands in.
+
+    When built, it logs a summary: the teacher's source, its weights, and one line per term.
+    An error while computing a term starts with ``distill term 'NAME' (student -> teacher):``.
     """
 
     def __init__(self,
@@ -86,20 +98,27 @@ class Distiller(BaseModel):
                  teacher_preprocess: str = 'student',
                  teacher_input_size: Optional[Sequence[int]] = None,
                  data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None):
+                 init_cfg: Optional[dict] = None,
+                 config_dir: Optional[str] = None):
         if not isinstance(student, nn.Module):
             student = dict(student)
             if data_preprocessor is not None:
                 student.setdefault('data_preprocessor', data_preprocessor)
             student = MODELS.build(student)
-        extra = dict(checkpoint=teacher_checkpoint) if teacher_checkpoint else {}
-        teacher = build_teacher(teacher, **extra)
+        student_shape = classifier_shape(student)
+        if isinstance(teacher, nn.Module):
+            teacher_cfg = None
+            teacher_model = build_teacher(teacher)
+        else:
+            teacher_cfg = teacher_config(teacher, config_dir=config_dir,
+                                         checkpoint=teacher_checkpoint, **student_shape)
+            teacher_model = build_teacher(teacher_cfg)
         if teacher_preprocess not in ('student', 'own'):
             raise ValueError(f'teacher_preprocess={teacher_preprocess!r}; valid: '
                              f'"student", "own"')
         teacher_preprocessor = None
         if teacher_preprocess == 'own':
-            teacher_preprocessor = getattr(teacher, 'data_preprocessor', None)
+            teacher_preprocessor = getattr(teacher_model, 'data_preprocessor', None)
             if teacher_preprocessor is None:
                 raise ValueError('teacher_preprocess="own" but the teacher has no '
                                  'data_preprocessor')
@@ -109,17 +128,60 @@ class Distiller(BaseModel):
         self.student = student
         # Outside the module tree on purpose: not in state_dict / checkpoints, not in the
         # optimizer, not wrapped by DDP. ``_apply`` and ``train`` below keep it in step.
-        object.__setattr__(self, 'teacher', teacher)
+        object.__setattr__(self, 'teacher', teacher_model)
+        self.teacher_source = describe_teacher(teacher, teacher_cfg)
         if not distill_terms:
             raise ValueError('distill_terms is empty: give at least one term')
         self.student_loss_weight = float(student_loss_weight)
         self.term_specs = [self._check_term_cfg(i, cfg) for i, cfg in enumerate(distill_terms)]
-        self.terms = nn.ModuleList(self._build_term(spec) for spec in self.term_specs)
+        terms = []
+        for spec in self.term_specs:
+            with term_errors(spec):
+                for owner, model in (('student', self.student), ('teacher', self.teacher)):
+                    find_module(model, parse_source(spec[owner])[0], owner)
+                terms.append(self._build_term(spec))
+        self.terms = nn.ModuleList(terms)
         self.student_recorder = FeatureRecorder(
             self.student, [s['student'] for s in self.term_specs], owner='student')
         self.teacher_recorder = FeatureRecorder(
             self.teacher, [s['teacher'] for s in self.term_specs], owner='teacher')
         self._ranks_checked = False
+        self.teacher_shape_from_student = _filled(teacher, teacher_cfg, student_shape)
+        self._log_summary(teacher_cfg, teacher_preprocess, teacher_input_size)
+
+    def _log_summary(self, teacher_cfg: Optional[dict],
+                     teacher_preprocess: str, teacher_input_size) -> None:
+        """Log once what is distilled: the teacher, its weights and every term."""
+        lines = [f'Distiller: teacher {self.teacher_source}']
+        if self.teacher_shape_from_student:
+            lines.append('  teacher ' + ', '.join(
+                f'{k}={v}' for k, v in self.teacher_shape_from_student.items()) +
+                ': taken from the student')
+        weights = teacher_weights(teacher_cfg)
+        random_init = teacher_cfg is not None and weights is None
+        if weights is None and teacher_cfg is None:
+            weights = 'the given module (its own weights)'
+        elif weights is None:
+            weights = 'random init (no teacher_checkpoint)'
+        elif teacher_cfg.get('checkpoint'):
+            weights = f'{weights} ({len(self.teacher.state_dict())} tensors)'
+        lines.append(f'  teacher weights: {weights}')
+        view = ("its own preprocessing (teacher_preprocess='own')"
+                if teacher_preprocess == 'own' else "the student's inputs")
+        if teacher_input_size:
+            view += f', resized to {tuple(teacher_input_size)}'
+        lines.append(f'  teacher inputs: {view}')
+        for spec, term in zip(self.term_specs, self.terms):
+            lines.append(f'  term {spec["name"]!r}: {spec["student"]} -> {spec["teacher"]}, '
+                         f'transforms={list(spec.get("transforms", []))!r}, '
+                         f'distance={spec["distance"]!r}, weight={term.weight!r}, '
+                         f'tau={term.tau!r}, connector={describe_connector(term.connector)}')
+        print_log('\n'.join(lines), logger='current')
+        if random_init:
+            print_log(f'Distiller: the teacher ({self.teacher_source}) is a random init: no '
+                      f'teacher_checkpoint was given and nothing is downloaded, so it has '
+                      f'nothing to teach. Set teacher_checkpoint=FILE.', logger='current',
+                      level=logging.WARNING)
 
     @staticmethod
     def _check_term_cfg(index: int, cfg: dict) -> dict:
@@ -167,17 +229,24 @@ class Distiller(BaseModel):
                         if 'loss' in name else value
             else:
                 self.student(inputs, data_samples, mode='tensor')
+        teacher_inputs = inputs if teacher_inputs is None else teacher_inputs
         with torch.no_grad(), self.teacher_recorder:
-            teacher_forward(self.teacher, inputs if teacher_inputs is None else teacher_inputs,
-                            data_samples)
+            try:
+                teacher_forward(self.teacher, teacher_inputs, data_samples)
+            except Exception as err:
+                shape = tuple(getattr(teacher_inputs, 'shape', ()))
+                raise _rewrap(err, f'teacher {self.teacher_source} failed on inputs of shape '
+                              f'{shape}: {_message(err)}') from err
         context = self._context(data_samples)
         for spec, term in zip(self.term_specs, self.terms):
-            student_feat = self.student_recorder.get(spec['student'])
-            teacher_feat = self.teacher_recorder.get(spec['teacher'])
-            if not self._ranks_checked:
-                term.check(teacher_feat.dim())
-            losses[f'loss_{spec["name"]}'] = term(student_feat, teacher_feat.detach(),
-                                                   **context)
+            with term_errors(spec):
+                student_feat = self.student_recorder.get(spec['student'])
+                teacher_feat = self.teacher_recorder.get(spec['teacher'])
+                if not self._ranks_checked:
+                    term.check(teacher_feat.dim())
+                check_connector(term.connector, spec, student_feat, teacher_feat)
+                losses[f'loss_{spec["name"]}'] = term(
+                    student_feat, teacher_feat.detach(), **context)
         self._ranks_checked = True
         return losses
 
@@ -186,6 +255,137 @@ class Distiller(BaseModel):
         hub = MessageHub.get_current_instance()
         return dict(gt_labels=gt_labels_of(data_samples),
                     epoch=hub.get_info('epoch', 0), iter=hub.get_info('iter', 0))
+
+
+def classifier_shape(model: nn.Module) -> dict:
+    """``num_classes`` and ``in_channels`` of a classifier (its backbone's ``num_classes`` and
+    first convolution), for the teacher shorthands; what cannot be found is left out."""
+    net = getattr(model, 'backbone', model)
+    shape = {}
+    num_classes = getattr(net, 'num_classes', None)
+    if isinstance(num_classes, int) and not isinstance(num_classes, bool) and num_classes > 0:
+        shape['num_classes'] = num_classes
+    for module in net.modules():
+        if isinstance(module, nn.Conv2d):
+            shape['in_channels'] = module.in_channels
+            break
+    return shape
+
+
+def _filled(spec, cfg: Optional[dict], student_shape: dict) -> dict:
+    """The keys of ``student_shape`` that the teacher config took because ``spec`` left them
+    out (the shorthands, or a TEACHERS dict without them)."""
+    if cfg is None:
+        return {}
+    built = cfg
+    if cfg.get('type') == 'ModelTeacher':
+        if not isinstance(spec, str):
+            return {}  # a model config dict says its own shape
+        built = cfg['model'].get('backbone', {})
+    given = spec if isinstance(spec, dict) else {}
+    return {k: v for k, v in student_shape.items()
+            if k not in given and built.get(k) == v}
+
+
+def describe_teacher(spec, cfg: Optional[dict]) -> str:
+    """The teacher's source in words: ``timm/resnet18``, a config path, ``mmdet::...``."""
+    if isinstance(spec, nn.Module):
+        return f'a given {type(spec).__name__} module'
+    if isinstance(spec, str):
+        if cfg is not None and cfg.get('type') == 'ConfigTeacher' and '::' not in spec:
+            from .teachers import resolve_config_path
+            try:
+                resolved = resolve_config_path(cfg['config'], cfg.get('config_dir'))
+            except FileNotFoundError:
+                resolved = None
+            if resolved is not None and resolved != spec:
+                return f'{spec} ({resolved})'
+        return spec
+    kind = spec.get('type', '?')
+    named = {k: spec[k] for k in ('model_name', 'name', 'config') if k in spec}
+    if kind == 'ModelTeacher' or not named:
+        model = spec.get('model', spec) if kind == 'ModelTeacher' else spec
+        backbone = model.get('backbone') if isinstance(model, dict) else None
+        inner = backbone.get('type') if isinstance(backbone, dict) else None
+        return f'{model.get("type", kind)}' + (f'(backbone={inner})' if inner else '')
+    return f'{kind}(' + ', '.join(f'{k}={v!r}' for k, v in named.items()) + ')'
+
+
+def teacher_weights(cfg: Optional[dict]) -> Optional[str]:
+    """Where the teacher's weights come from (a file), or None for a random init."""
+    if cfg is None:
+        return None
+    if cfg.get('checkpoint'):
+        return str(cfg['checkpoint'])
+    model = cfg.get('model') if cfg.get('type') == 'ModelTeacher' else None
+    places = [cfg] + ([model, model.get('backbone')] if isinstance(model, dict) else [])
+    for place in places:
+        if isinstance(place, dict):
+            for key in ('pretrained_path', 'weights', 'checkpoint_path'):
+                if isinstance(place.get(key), str):
+                    return f'{key}={place[key]} (adapted)'
+    return None
+
+
+def describe_connector(connector: Optional[nn.Module]) -> str:
+    if connector is None:
+        return 'None'
+    args = [f'{k}={getattr(connector, k)}' for k in ('in_channels', 'out_channels')
+            if hasattr(connector, k)]
+    return f'{type(connector).__name__}({", ".join(args)})'
+
+
+def check_connector(connector: Optional[nn.Module], spec: dict, student: torch.Tensor,
+                    teacher: torch.Tensor) -> None:
+    """Refuse a student feature whose channels are not the connector's ``in_channels``."""
+    expected = getattr(connector, 'in_channels', None)
+    if expected is None or student.dim() < 2 or student.shape[1] == expected:
+        return
+    out = f', out_channels={teacher.shape[1]}' if teacher.dim() >= 2 else ''
+    raise ValueError(
+        f'connector {describe_connector(connector)} expects {expected} input channels, but '
+        f'the student feature {spec["student"]!r} has shape {tuple(student.shape)} '
+        f'({student.shape[1]} channels); the teacher feature {spec["teacher"]!r} has shape '
+        f'{tuple(teacher.shape)}. Set the connector\'s in_channels={student.shape[1]}{out}.')
+
+
+def _message(err: BaseException) -> str:
+    if isinstance(err, KeyError) and len(err.args) == 1:
+        return str(err.args[0])  # without the quotes str(KeyError) adds
+    return str(err)
+
+
+def _rewrap(err: Exception, message: str) -> Exception:
+    """The same kind of error with ``message`` (a RuntimeError when it cannot be made)."""
+    try:
+        new = type(err)(message)
+    except Exception:
+        return RuntimeError(message)
+    return new if str(new) == message or isinstance(new, KeyError) else RuntimeError(message)
+
+
+class term_errors:
+    """Context manager: an error inside starts with ``distill term 'NAME' (s -> t): ``."""
+
+    def __init__(self, spec: dict):
+        self.spec = spec
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, err, tb):
+        if err is None or not isinstance(err, Exception):
+            return False
+        name = self.spec.get('name')
+        prefix = f'distill term {name!r} ({self.spec.get("student")} -> ' \
+                 f'{self.spec.get("teacher")})'
+        message = _message(err)
+        if message.startswith(prefix):
+            return False
+        own = f'distill term {name!r}: '  # DistillTerm's own prefix
+        if message.startswith(own):
+            message = message[len(own):]
+        raise _rewrap(err, f'{prefix}: {message}') from err
 
 
 def _scale(value, factor: float):

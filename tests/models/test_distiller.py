@@ -1,5 +1,8 @@
 """The Distiller: terms, teacher handling, errors, checkpoints."""
 import copy
+import logging
+
+import re
 
 import pytest
 import torch
@@ -77,9 +80,36 @@ def test_teacher_is_frozen_and_never_saved(teacher_ckpt):
         torch.testing.assert_close(value, before[key])
 
 
-def test_teacher_follows_device_and_dtype(teacher_ckpt):
+DEVICES = ['meta', pytest.param('cuda', marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason='no GPU'))]
+
+
+@pytest.mark.parametrize('device', DEVICES)
+def test_teacher_follows_the_device(teacher_ckpt, device):
+    """The teacher is outside the module tree, yet ``.to()`` moves all of it."""
+    model = kd_distiller(teacher_ckpt).to(device)
+    tensors = list(model.teacher.parameters()) + list(model.teacher.buffers())
+    assert tensors and {t.device.type for t in tensors} == {device}
+    assert {t.device.type for t in model.student.parameters()} == {device}
+    if device != 'meta':
+        data = model.data_preprocessor(batch(), True)
+        assert data['inputs'].device.type == device
+        losses = model(**data, mode='loss')
+        assert losses['loss_kd0'].device.type == device
+        assert torch.isfinite(losses['loss_kd0'])
+
+
+def test_teacher_follows_the_dtype(teacher_ckpt):
     model = kd_distiller(teacher_ckpt).double()
-    assert next(model.teacher.parameters()).dtype == torch.float64
+    floats = [t for t in list(model.teacher.parameters()) + list(model.teacher.buffers())
+              if t.is_floating_point()]
+    assert floats and {t.dtype for t in floats} == {torch.float64}
+    data = model.data_preprocessor(batch(), True)
+    inputs = data['inputs'].double()
+    losses = model(inputs, data['data_samples'], mode='loss')
+    assert losses['loss_kd0'].dtype == torch.float64
+    with torch.no_grad():
+        assert model.teacher(inputs, mode='tensor').dtype == torch.float64
 
 
 def test_teacher_checkpoint_is_loaded(teacher_ckpt):
@@ -209,14 +239,40 @@ def test_student_loss_weight_zero_skips_task_loss(teacher_ckpt):
     assert set(model(**data, mode='loss')) == {'loss_kd0'}
 
 
-def test_teacher_input_size_and_own_preprocessing(teacher_ckpt):
+def test_teacher_input_size_resizes_what_the_teacher_sees(teacher_ckpt):
     model = kd_distiller(teacher_ckpt, teacher_input_size=(32, 32))
     data = model.data_preprocessor(batch(), True)
-    assert data['teacher_inputs'].shape == (8, 1, 32, 32)
+    expected = F.interpolate(data['inputs'], size=(32, 32), mode='bilinear',
+                             align_corners=False)
+    torch.testing.assert_close(data['teacher_inputs'], expected)
+    seen = []
+    model.teacher.backbone.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
     assert torch.isfinite(model(**data, mode='loss')['loss_kd0'])
-    own = kd_distiller(teacher_ckpt, teacher_preprocess='own')
-    data = own.data_preprocessor(batch(), True)
-    torch.testing.assert_close(data['teacher_inputs'], data['inputs'])
+    torch.testing.assert_close(seen[0], expected)
+
+
+def test_own_preprocessing_normalises_the_teacher_inputs_its_way(teacher_ckpt):
+    teacher = dict(classifier('resnet14'),
+                   data_preprocessor=dict(type='ImgDataPreprocessor', mean=[10.0], std=[2.0]))
+    model = Distiller(student=classifier('resnet8'), teacher=teacher,
+                      teacher_checkpoint=teacher_ckpt, teacher_preprocess='own',
+                      distill_terms=[dict(student='backbone.fc', teacher='backbone.fc',
+                                          distance='kl', tau=4.0)])
+    raw = batch()
+    pixels = raw['inputs'].float()
+    data = model.data_preprocessor(raw, True)
+    torch.testing.assert_close(data['inputs'], (pixels - 72.94) / 90.0)
+    torch.testing.assert_close(data['teacher_inputs'], (pixels - 10.0) / 2.0)
+    seen = {}
+    model.student.backbone.register_forward_pre_hook(
+        lambda module, args: seen.__setitem__('student', args[0]))
+    model.teacher.backbone.register_forward_pre_hook(
+        lambda module, args: seen.__setitem__('teacher', args[0]))
+    model(**data, mode='loss')
+    torch.testing.assert_close(seen['student'], (pixels - 72.94) / 90.0)
+    torch.testing.assert_close(seen['teacher'], (pixels - 10.0) / 2.0)
+    # In evaluation only the student runs, on its own normalisation.
+    assert 'teacher_inputs' not in model.data_preprocessor(raw, False)
 
 
 def test_teacher_shorthands(tmp_path):
@@ -238,3 +294,116 @@ def test_timm_teacher_distils_into_kdzoo_student(tmp_path):
                                           distance='kl', tau=2.0)])
     data = model.data_preprocessor(batch(4), True)
     assert torch.isfinite(model(**data, mode='loss')['loss_kd0'])
+
+
+# --- every term error names its term ------------------------------------------------------
+
+
+def term_error(teacher_ckpt, term, run=True):
+    """The error of a distiller with this one term, at build time or at its first loss."""
+    term = dict(term, name='t')
+    with pytest.raises(Exception) as info:
+        model = kd_distiller(teacher_ckpt, [term])
+        if run:
+            model(**model.data_preprocessor(batch(), True), mode='loss')
+    error = info.value
+    return error, (error.args[0] if isinstance(error, KeyError) else str(error))
+
+
+def test_connector_of_other_channels_names_term_connector_and_shapes(teacher_ckpt):
+    term = dict(student='backbone.layer2', teacher='backbone.layer3', distance='l2',
+                connector=dict(type='ConvConnector', in_channels=16, out_channels=64))
+    error, message = term_error(teacher_ckpt, term)
+    assert isinstance(error, ValueError)
+    assert message == (
+        "distill term 't' (backbone.layer2 -> backbone.layer3): connector "
+        "ConvConnector(in_channels=16, out_channels=64) expects 16 input channels, but the "
+        "student feature 'backbone.layer2' has shape (8, 32, 14, 14) (32 channels); the "
+        "teacher feature 'backbone.layer3' has shape (8, 64, 7, 7). Set the connector's "
+        "in_channels=32, out_channels=64.")
+
+
+@pytest.mark.parametrize('term,run,kind,rest', [
+    (dict(student='backbone.layer2', teacher='backbone.layer3', distance='l2'), True,
+     ValueError, r'shape mismatch; student feature \(8, 32, 14, 14\)'),
+    (dict(student='backbone.fc', teacher='backbone.fc', distance='kll'), False,
+     KeyError, r"unknown distance 'kll'"),
+    (dict(student='backbone.fc', teacher='backbone.fc', distance='l2',
+          transforms=['softmax_Q']), False, KeyError, r"unknown KD transform 'softmax_Q'"),
+    (dict(student='backbone.layr2', teacher='backbone.layer2', distance='l2'), False,
+     KeyError, r"student has no module 'backbone.layr2'"),
+    (dict(student='backbone.fc', teacher='backbone.layer9', distance='l2'), False,
+     KeyError, r"teacher has no module 'backbone.layer9'"),
+    (dict(student='backbone.fc', teacher='backbone.fc', distance='l2',
+          connector=dict(type='LinearConnector', in_channels=7, out_channels=10)), True,
+     ValueError, r'connector LinearConnector\(in_channels=7, out_channels=10\) expects 7'),
+])
+def test_every_term_error_starts_with_its_term(teacher_ckpt, term, run, kind, rest):
+    error, message = term_error(teacher_ckpt, term, run)
+    assert isinstance(error, kind)
+    prefix = f"distill term 't' ({term['student']} -> {term['teacher']}): "
+    assert message.startswith(prefix), message
+    assert re.match(rest, message[len(prefix):]), message
+
+
+# --- the start-up summary -------------------------------------------------------------------
+
+
+@pytest.fixture
+def log_records():
+    """Records of MMEngine's current logger (where ``print_log(logger='current')`` goes)."""
+    from mmengine.logging import MMLogger
+    logger = MMLogger.get_current_instance()
+    records = []
+    handler = logging.Handler(level=logging.DEBUG)
+    handler.emit = records.append
+    logger.addHandler(handler)
+    yield records
+    logger.removeHandler(handler)
+
+
+def summaries(records):
+    return [r.getMessage() for r in records if r.getMessage().startswith('Distiller:')]
+
+
+def test_start_up_summary_names_teacher_weights_and_terms(teacher_ckpt, log_records):
+    terms = [dict(student='backbone.fc', teacher='backbone.fc', distance='kl', tau=4.0,
+                  weight=0.9),
+             dict(name='feat', student='backbone.layer2', teacher='backbone.layer3',
+                  transforms=['satt'], distance='l2', weight=1000.0,
+                  connector=dict(type='ConvConnector', in_channels=32, out_channels=64))]
+    model = kd_distiller(teacher_ckpt, terms, teacher_input_size=(32, 32))
+    assert len(summaries(log_records)) == 1
+    record = [r for r in log_records if r.getMessage().startswith('Distiller:')][0]
+    assert record.levelno == logging.INFO
+    tensors = len(torch.load(teacher_ckpt)['state_dict'])
+    assert tensors == len(model.teacher.state_dict()) > 0
+    assert record.getMessage().splitlines() == [
+        'Distiller: teacher ImageClassifier(backbone=resnet14)',
+        f'  teacher weights: {teacher_ckpt} ({tensors} tensors)',
+        "  teacher inputs: the student's inputs, resized to (32, 32)",
+        "  term 'kd0': backbone.fc -> backbone.fc, transforms=[], distance='kl', weight=0.9, "
+        'tau=4.0, connector=None',
+        "  term 'feat': backbone.layer2 -> backbone.layer3, transforms=['satt'], "
+        "distance='l2', weight=1000.0, tau=1.0, "
+        'connector=ConvConnector(in_channels=32, out_channels=64)',
+    ]
+    assert not [r for r in log_records if r.levelno >= logging.WARNING]
+    # Training steps log nothing more.
+    model(**model.data_preprocessor(batch(), True), mode='loss')
+    assert len(summaries(log_records)) == 1
+
+
+def test_start_up_summary_warns_about_a_random_teacher(log_records):
+    Distiller(student=classifier('resnet8'), teacher='timm/resnet18',
+              distill_terms=[dict(student='backbone.fc', teacher='backbone.fc',
+                                  distance='kl')])
+    messages = summaries(log_records)
+    lines = messages[0].splitlines()
+    assert lines[:3] == ['Distiller: teacher timm/resnet18',
+                         '  teacher num_classes=10, in_channels=1: taken from the student',
+                         '  teacher weights: random init (no teacher_checkpoint)']
+    warnings = [r for r in log_records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert warnings[0].getMessage().startswith(
+        'Distiller: the teacher (timm/resnet18) is a random init: no teacher_checkpoint')

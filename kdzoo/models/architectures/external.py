@@ -110,10 +110,12 @@ def replace_first_conv(model: nn.Module, in_channels: int,
             break
     else:
         raise ValueError(f'{type(model).__name__} has no Conv2d with {expected_in} input '
-                         f'channels to adapt to in_channels={in_channels}')
+                         f'channels to adapt to in_channels={in_channels}; set '
+                         f'in_channels={expected_in} and give it {expected_in}-channel inputs')
     if module.groups != 1:
         raise ValueError(f'cannot adapt the grouped first conv {path!r} to in_channels='
-                         f'{in_channels}')
+                         f'{in_channels}; set in_channels={expected_in} and give it '
+                         f'{expected_in}-channel inputs')
     conv = nn.Conv2d(in_channels, module.out_channels, module.kernel_size, module.stride,
                      module.padding, module.dilation, 1, module.bias is not None,
                      module.padding_mode)

@@ -1,8 +1,9 @@
 """CIFAR ShuffleNetV2 of the knowledge-distillation zoo (CRD's ``ShuffleV2``, net size 1).
 
 Each stage is a stride-2 down block (two branches, concatenated and shuffled) followed by
-channel-split blocks; a 3x3 stem of 24 channels, a 1x1 head convolution, global pooling and
-a linear classifier.
+channel-split blocks; a 1x1 stem of 24 channels (CRD's released code: its 3x3 stem is
+commented out, and the 1.36M parameters of its table count the 1x1 one), a 1x1 head
+convolution, global pooling and a linear classifier.
 
 Module names (hook points):
 
@@ -98,17 +99,21 @@ class CifarShuffleNetV2(nn.Module):
         num_classes: number of logits.
         in_channels: image channels.
         net_size: a key of :data:`NET_SIZES` (CRD's ShuffleV2 is 1).
-        stem_channels: width of the 3x3 stem.
+        stem_channels: width of the stem.
+        stem_kernel_size: 1 (CRD's) or 3.
     """
 
     def __init__(self, num_classes: int = 100, in_channels: int = 3, net_size: float = 1,
-                 stem_channels: int = 24):
+                 stem_channels: int = 24, stem_kernel_size: int = 1):
         super().__init__()
         if net_size not in NET_SIZES:
             raise ValueError(f'net_size must be one of {sorted(NET_SIZES)}, got {net_size}')
         widths, num_blocks = NET_SIZES[net_size]
         self.num_classes = num_classes
-        self.conv1 = nn.Conv2d(in_channels, stem_channels, 3, 1, 1, bias=False)
+        if stem_kernel_size not in (1, 3):
+            raise ValueError(f'stem_kernel_size must be 1 or 3, got {stem_kernel_size}')
+        self.conv1 = nn.Conv2d(in_channels, stem_channels, stem_kernel_size, 1,
+                               stem_kernel_size // 2, bias=False)
         self.bn1 = nn.BatchNorm2d(stem_channels)
         self.act1 = nn.ReLU()
         channels = stem_channels
