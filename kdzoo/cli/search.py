@@ -17,6 +17,7 @@ import warnings
 import optuna
 from mmengine.config import Config, DictAction
 
+from kdzoo.models import set_config_dir
 from kdzoo.search import (load_search, prepare_search, run_search,
                           write_search_report)
 from kdzoo.search.display import ProgressDisplay
@@ -69,7 +70,7 @@ def main(argv=None):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings('ignore', category=optuna.exceptions.ExperimentalWarning)
 
-    cfg = Config.fromfile(args.config)
+    cfg = set_config_dir(Config.fromfile(args.config))  # trial configs keep its directory
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     if args.n_trials is not None and args.n_trials < 1:

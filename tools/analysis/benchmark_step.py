@@ -17,7 +17,7 @@ import time
 import torch
 from mmengine.config import Config, DictAction
 
-from kdzoo.models import Distiller, teacher_forward
+from kdzoo.models import Distiller, set_config_dir, teacher_forward
 from kdzoo.registry import MODELS
 from kdzoo.utils import register_all_modules
 
@@ -55,7 +55,7 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     register_all_modules()
-    cfg = Config.fromfile(args.config)
+    cfg = set_config_dir(Config.fromfile(args.config))
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     device = torch.device(args.device)

@@ -46,6 +46,7 @@ from mmengine.runner import Runner  # noqa: E402
 
 from kdzoo.benchmarks.tabular import (append_rows, read_table_file, row_key,  # noqa: E402
                                       seed_table, write_header)
+from kdzoo.models import set_config_dir  # noqa: E402
 from kdzoo.search import SearchSpace, TrialRunner, apply_proxy, search_settings  # noqa: E402
 from kdzoo.utils import register_all_modules  # noqa: E402
 
@@ -122,7 +123,7 @@ def run_training(cfg: Config, metric: str):
 
 
 def train_teacher(cfg_path: str, work_dir: str, epochs: int, indices, metric: str):
-    cfg = Config.fromfile(cfg_path)
+    cfg = set_config_dir(Config.fromfile(cfg_path))
     proxy = dict(max_epochs=epochs)
     if indices:
         proxy['train_indices'] = indices
@@ -138,7 +139,7 @@ def train_teacher(cfg_path: str, work_dir: str, epochs: int, indices, metric: st
 
 
 def evaluate_teacher(cfg_path: str, checkpoint: str, work_dir: str, metric: str) -> float:
-    cfg = Config.fromfile(cfg_path)
+    cfg = set_config_dir(Config.fromfile(cfg_path))
     lean_runtime(cfg, work_dir, 'tabular_teacher_eval')
     cfg.load_from = checkpoint
     runner = Runner.from_cfg(cfg)
@@ -199,7 +200,7 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     register_all_modules()
 
-    cfg = Config.fromfile(args.config)
+    cfg = set_config_dir(Config.fromfile(args.config))
     search = search_settings(cfg.get('search'))
     space = SearchSpace.from_config(search['space'])
     metric = search['metric']

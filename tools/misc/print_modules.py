@@ -13,7 +13,7 @@ import torch
 from mmengine.config import Config, DictAction
 from torch import nn
 
-from kdzoo.models import Distiller, teacher_forward
+from kdzoo.models import Distiller, set_config_dir, teacher_forward
 from kdzoo.registry import MODELS
 from kdzoo.utils import register_all_modules
 
@@ -78,7 +78,7 @@ def main(argv=None):
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args(argv)
     register_all_modules()
-    cfg = Config.fromfile(args.config)
+    cfg = set_config_dir(Config.fromfile(args.config))
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     model = MODELS.build(cfg.model)
