@@ -18,6 +18,7 @@ import optuna
 from mmengine.config import Config, DictAction
 
 from kdzoo.models import set_config_dir
+from kdzoo.utils.config_options import resolve_term_names
 from kdzoo.search import (load_search, prepare_search, run_search,
                           write_search_report)
 from kdzoo.search.display import ProgressDisplay
@@ -71,8 +72,9 @@ def main(argv=None):
     warnings.filterwarnings('ignore', category=optuna.exceptions.ExperimentalWarning)
 
     cfg = set_config_dir(Config.fromfile(args.config))  # trial configs keep its directory
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    options = resolve_term_names(cfg, args.cfg_options)  # distill terms by name too
+    if options:
+        cfg.merge_from_dict(options)
     if args.n_trials is not None and args.n_trials < 1:
         raise SystemExit(f'--n-trials {args.n_trials}: give a number of trials >= 1')
     if args.show_space:
@@ -83,7 +85,7 @@ def main(argv=None):
     work_dir = args.work_dir or cfg.get('work_dir') or osp.join('work_dirs', 'search', name)
     study_name = args.study_name or name
     search = prepare_search(cfg, work_dir, study_name=study_name, n_trials=args.n_trials,
-                            storage=args.storage, cmdline_options=args.cfg_options,
+                            storage=args.storage, cmdline_options=options,
                             config_path=args.config)
     metric = search.objective.metric
     if not args.report_only:
