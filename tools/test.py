@@ -11,10 +11,10 @@ import os.path as osp
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-from kdzoo.engine import setup_cpu_distributed, teardown_distributed
+from kdzoo.engine import setup_cpu_distributed, teardown_distributed, with_kdzoo_default_hooks
 from kdzoo.engine.hooks import unwrap
 from kdzoo.models import Distiller, load_checkpoint_strict
-from kdzoo.utils import register_all_modules
+from kdzoo.utils import merge_cfg_options, register_all_modules
 
 
 def parse_args(argv=None):
@@ -24,7 +24,8 @@ def parse_args(argv=None):
     parser.add_argument('--work-dir', help='the dir to save evaluation logs')
     parser.add_argument('--out', help='write the metrics to this JSON file')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries')
+                        help='override config entries (distill terms by name or by '
+                        'index: model.distill_terms.kd0.tau=2)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -40,8 +41,8 @@ def main(argv=None):
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
     cfg = Config.fromfile(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    merge_cfg_options(cfg, args.cfg_options)  # distill terms by name or by index
+    with_kdzoo_default_hooks(cfg, train=False)
     cfg.launcher = args.launcher
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir

@@ -1,14 +1,24 @@
-"""Train a model or a distiller from a config: ``python tools/train.py CONFIG``."""
+"""Train a model or a distiller from a config: ``python tools/train.py CONFIG``.
+
+Ctrl-C ends the run at the next iteration boundary (a second Ctrl-C: at once) with one line
+(``interrupted at epoch E iter I; resume with --resume``) and exit code 130; a run stopped
+by a non-finite loss or by loss suppression ends with one ``NonFiniteLossError: ...`` /
+``LossSuppressed: ...`` line and exit code 1.
+"""
 import argparse
 import os
 import os.path as osp
+import sys
 
 import torch
 from mmengine.config import Config, DictAction
+from mmengine.dist import get_rank
 from mmengine.runner import Runner
 
-from kdzoo.engine import setup_cpu_distributed, teardown_distributed
-from kdzoo.utils import register_all_modules
+from kdzoo.engine import (DeferredInterrupt, InterruptHook, LossSuppressed, NonFiniteLossError,
+                          setup_cpu_distributed, teardown_distributed,
+                          with_kdzoo_default_hooks)
+from kdzoo.utils import merge_cfg_options, register_all_modules
 
 
 def parse_args(argv=None):
@@ -25,8 +35,8 @@ def parse_args(argv=None):
                         help='skip validation during training')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
-        help='override config entries, e.g. model.distill_terms.0.weight=2.0 '
-        'train_cfg.max_epochs=5')
+        help='override config entries, e.g. model.distill_terms.kd0.weight=2.0 '
+        'train_cfg.max_epochs=5 (distill terms by name or by index)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -37,8 +47,8 @@ def parse_args(argv=None):
 
 
 def merge_args(cfg: Config, args) -> Config:
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    merge_cfg_options(cfg, args.cfg_options)
+    with_kdzoo_default_hooks(cfg)  # the finite-loss check and per-step seeding
     cfg.launcher = args.launcher
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
@@ -66,15 +76,44 @@ def merge_args(cfg: Config, args) -> Config:
     return cfg
 
 
+def interrupted_message(runner, cfg: Config) -> str:
+    """The line printed on Ctrl-C: where training was, and where ``--resume`` continues."""
+    info = runner.message_hub.get_info if runner is not None else (lambda key: None)
+    epoch, iteration = info('epoch'), info('iter')
+    if iteration is None:
+        return 'interrupted before training started'
+    by_epoch = (cfg.get('train_cfg') or {}).get('by_epoch', True)
+    where = (f'epoch {int(epoch) + 1} iter {int(iteration) + 1}' if by_epoch and epoch is not None
+             else f'iter {int(iteration) + 1}')
+    last = osp.join(cfg.work_dir, 'last_checkpoint')
+    if osp.isfile(last):
+        with open(last) as f:
+            since = f' (from {f.read().strip()})'
+    else:
+        since = ' (no checkpoint saved yet: it starts over)'
+    return f'interrupted at {where}; resume with --resume{since}'
+
+
 def main(argv=None):
     args = parse_args(argv)
     register_all_modules()
     cfg = Config.fromfile(args.config)
     cfg = merge_args(cfg, args)
     setup_cpu_distributed(cfg)
+    runner = None
     try:
         runner = Runner.from_cfg(cfg)
-        runner.train()
+        # Ctrl-C stops between iterations (no batch in transit from a worker); twice: at once.
+        with DeferredInterrupt() as interrupt:
+            runner.register_hook(InterruptHook(interrupt))
+            runner.train()
+    except KeyboardInterrupt:
+        if get_rank() == 0:
+            print(interrupted_message(runner, cfg), file=sys.stderr, flush=True)
+        raise SystemExit(130)
+    except (NonFiniteLossError, LossSuppressed) as err:  # an expected stop, not a crash
+        print(f'{type(err).__name__}: {err}', file=sys.stderr, flush=True)
+        raise SystemExit(1)
     finally:
         teardown_distributed()
 

@@ -10,14 +10,18 @@ import numpy as np
 from mmengine.dataset import BaseDataset
 from mmengine.dataset.base_dataset import force_full_init
 
+from .seeding import SeededSamplesMixin
 
-class ArrayImageDataset(BaseDataset):
+
+class ArrayImageDataset(SeededSamplesMixin, BaseDataset):
     """A :class:`~mmengine.dataset.BaseDataset` whose images live in one numpy array.
 
     Subclasses implement :meth:`load_arrays` returning ``(images, labels)`` with images
     ``(N, H, W, C)`` uint8 and labels ``(N,)`` ints. Every data info then holds ``img``
     (an ``(H, W, C)`` uint8 copy, ``C == 1`` for grey images) and ``gt_label`` (int).
-    ``indices`` (an int or a sequence) selects a subset, as in ``BaseDataset``.
+    ``indices`` (an int or a sequence) selects a subset, as in ``BaseDataset``. With a
+    :class:`~kdzoo.datasets.SeededSampler`, each sample's pipeline is seeded per (run seed,
+    epoch, index) (:mod:`kdzoo.datasets.seeding`).
     """
 
     def __init__(self, **kwargs):

@@ -17,6 +17,7 @@ from mmengine.dataset import BaseDataset
 from mmengine.fileio import get_local_path
 
 from kdzoo.registry import DATASETS
+from .seeding import SeededSamplesMixin
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
 
@@ -34,7 +35,7 @@ def find_classes(folder: str) -> List[str]:
 
 
 @DATASETS.register_module()
-class ImageFolder(BaseDataset):
+class ImageFolder(SeededSamplesMixin, BaseDataset):
     """Images in class folders, or listed in an annotation file.
 
     Args:

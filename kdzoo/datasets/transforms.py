@@ -18,7 +18,8 @@ mmcv's steps are). ``'mmcv.RandomFlip'`` also works (it is resolved as the impor
 default scope, datasets build their pipeline from the root registry and find mmcv's steps
 but not kdzoo's unless spelled ``'kdzoo.<Name>'``.
 
-Random steps draw from numpy's global RNG only (MMEngine seeds it per worker).
+Random steps draw from numpy's global RNG only; with a ``SeededSampler`` the datasets seed
+it per (run seed, epoch, sample index), see :mod:`kdzoo.datasets.seeding`.
 """
 import math
 from numbers import Number

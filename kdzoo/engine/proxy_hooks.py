@@ -18,6 +18,7 @@ import json
 import math
 import os
 import os.path as osp
+import uuid
 from collections import deque
 from typing import Optional
 
@@ -29,6 +30,8 @@ from kdzoo.registry import HOOKS
 #: File names written into the work dir (read by :class:`kdzoo.search.TrialRunner`).
 SUPPRESSION_FILE = 'suppression.json'
 EARLY_STOP_FILE = 'early_stop.json'
+#: The validations EarlyStopOnGoodEnoughHook has counted (read back when a run resumes).
+EARLY_STOP_STATE_FILE = 'early_stop_state.json'
 
 
 def _plain(value):
@@ -47,6 +50,14 @@ def _write_json(path: str, data: dict) -> None:
     with open(tmp, 'w') as f:
         json.dump(_plain(data), f, indent=1, default=str)
     os.replace(tmp, path)
+
+
+def _read_json(path: str) -> Optional[dict]:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
 
 
 def _as_float(value) -> float:
@@ -212,6 +223,14 @@ class EarlyStopOnGoodEnoughHook(Hook):
     checkpoint of that epoch is already saved, and the last validation row in
     ``scalars.json`` is the trial's value: the reward of the intermediate model. Writes
     ``WORK_DIR/early_stop.json`` (reason, epoch, metric value, max_epochs).
+
+    The counts survive a resume (a successive-halving rung resumes in a new process): the
+    hook keeps the validations it has seen (``(iteration, value)`` pairs) in checkpoints and
+    in ``WORK_DIR/early_stop_state.json``, written after every validation. MMEngine saves an
+    epoch's checkpoint *before* that epoch's validation, so the checkpoint alone lacks the
+    last one; a resumed run takes the validations up to the checkpoint's iteration from the
+    state file when it was written by the run that saved the checkpoint (a run id in both),
+    else from the checkpoint with a warning, and recounts ``best`` and ``wait`` from them.
     """
     priority = 'LOW'
 
@@ -232,6 +251,8 @@ class EarlyStopOnGoodEnoughHook(Hook):
         self.min_delta = float(min_delta)
         self.best: Optional[float] = None
         self.wait = 0
+        self.history: list = []  # [iteration, value] of every validation counted
+        self.run_id = uuid.uuid4().hex
         self._warned = False
 
     def _better(self, value: float, than: float) -> bool:
@@ -239,12 +260,15 @@ class EarlyStopOnGoodEnoughHook(Hook):
             return value - than > self.min_delta
         return than - value > self.min_delta
 
-    def update(self, value: float) -> Optional[str]:
-        """Add one validation's ``value``; the reason to stop or ``None``."""
+    def _count(self, value: float) -> None:
         if self.best is None or self._better(value, self.best):
             self.best, self.wait = value, 0
         else:
             self.wait += 1
+
+    def update(self, value: float) -> Optional[str]:
+        """Add one validation's ``value``; the reason to stop or ``None``."""
+        self._count(value)
         if self.threshold is not None and (
                 value >= self.threshold if self.rule == 'greater' else value <= self.threshold):
             sign = '>=' if self.rule == 'greater' else '<='
@@ -253,6 +277,35 @@ class EarlyStopOnGoodEnoughHook(Hook):
             return (f'no improvement of {self.metric} for {self.wait} validations '
                     f'(best {self.best:.4f})')
         return None
+
+    # --- state across resumes ---
+    def _state(self) -> dict:
+        return dict(run_id=self.run_id, metric=self.metric,
+                    history=[list(h) for h in self.history], best=self.best, wait=self.wait)
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        checkpoint.setdefault('kdzoo_hooks', {})['EarlyStopOnGoodEnoughHook'] = self._state()
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        state = checkpoint.get('kdzoo_hooks', {}).get('EarlyStopOnGoodEnoughHook')
+        cfg = getattr(runner, 'cfg', None)
+        if not state or (cfg is not None and not cfg.get('resume', False)):
+            return  # nothing saved, or weights loaded (load_from) for a new run
+        upto = int(checkpoint.get('meta', {}).get('iter', 0))
+        history = state.get('history', [])
+        path = osp.join(runner.work_dir, EARLY_STOP_STATE_FILE)
+        saved = _read_json(path)
+        if saved is not None and saved.get('run_id') == state.get('run_id'):
+            history = saved.get('history', [])
+        else:
+            runner.logger.warning(
+                f'EarlyStopOnGoodEnoughHook: {path} was not written by the run that saved '
+                'this checkpoint; the validation right after the checkpoint (if any) is not '
+                'counted')
+        self.history = [list(h) for h in history if int(h[0]) <= upto]
+        self.best, self.wait = None, 0
+        for _, value in self.history:
+            self._count(float(value))
 
     def after_val_epoch(self, runner, metrics: Optional[dict] = None) -> None:
         value = (metrics or {}).get(self.metric)
@@ -266,6 +319,9 @@ class EarlyStopOnGoodEnoughHook(Hook):
         if not math.isfinite(value):
             return
         reason = self.update(value)
+        self.history.append([int(runner.iter), value])
+        if getattr(runner, 'rank', 0) == 0:
+            _write_json(osp.join(runner.work_dir, EARLY_STOP_STATE_FILE), self._state())
         if reason is None:
             return
         loop = runner.train_loop
