@@ -1,74 +1,13 @@
-"""Evaluate a checkpoint: ``python tools/test.py CONFIG CHECKPOINT``.
-
-Works with a plain student config and the student-only checkpoint a distillation run wrote
-(``WORK_DIR/student_latest.pth``), and with a distiller config and its full checkpoint.
-"""
-import argparse
-import json
-import os
+"""``python tools/test.py ...``: kdzoo.cli.test in a source checkout (an installed kdzoo also has
+``kdzoo-test`` and ``python -m kdzoo.cli.test``)."""
 import os.path as osp
+import sys
 
-from mmengine.config import Config, DictAction
-from mmengine.runner import Runner
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if ROOT not in sys.path:  # a source checkout without ``pip install -e .``
+    sys.path.insert(0, ROOT)
 
-from kdzoo.engine import setup_cpu_distributed, teardown_distributed, with_kdzoo_default_hooks
-from kdzoo.engine.hooks import unwrap
-from kdzoo.models import Distiller, load_checkpoint_strict
-from kdzoo.utils import merge_cfg_options, register_all_modules
-
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Test (evaluate) a model')
-    parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('--work-dir', help='the dir to save evaluation logs')
-    parser.add_argument('--out', help='write the metrics to this JSON file')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries (distill terms by name or by '
-                        'index: model.distill_terms.kd0.tau=2)')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    register_all_modules()
-    if not osp.isfile(args.checkpoint):
-        raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
-    cfg = Config.fromfile(args.config)
-    merge_cfg_options(cfg, args.cfg_options)  # distill terms by name or by index
-    with_kdzoo_default_hooks(cfg, train=False)
-    cfg.launcher = args.launcher
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
-    cfg.load_from = None
-    cfg.resume = False
-    setup_cpu_distributed(cfg)
-    try:
-        return _test(cfg, args)
-    finally:
-        teardown_distributed()
-
-
-def _test(cfg, args):
-    runner = Runner.from_cfg(cfg)
-    # Strict loading: a checkpoint that does not fit the model is an error, not a warning.
-    model = unwrap(runner.model)
-    load_checkpoint_strict(model.student if isinstance(model, Distiller) else model,
-                           args.checkpoint, owner='model')
-    metrics = runner.test()
-    if args.out and runner.rank == 0:
-        with open(args.out, 'w') as f:
-            json.dump({k: float(v) for k, v in metrics.items()}, f, indent=2)
-    return metrics
-
+from kdzoo.cli.test import main  # noqa: E402
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -300,9 +300,9 @@ def load_space(config: Optional[str] = None) -> SearchSpace:
     relative to the repository root)."""
     from mmengine.config import Config
 
+    from kdzoo.models.teachers import resolve_config_path
     from kdzoo.search import load_search
-    from kdzoo.search.runner import REPO_ROOT
-    config = config or osp.join(REPO_ROOT, DEFAULT_SPACE_CONFIG)
+    config = config or resolve_config_path(DEFAULT_SPACE_CONFIG, config_dir=None)
     return load_search(Config.fromfile(config))[1]
 
 

@@ -3,7 +3,7 @@
 CONFIG``.
 
 The config is a distiller config with a ``search`` dict (see docs/search.md). Each trial
-writes ``WORK_DIR/trials/<N>/config.py`` and trains it with ``tools/train.py`` in a child
+writes ``WORK_DIR/trials/<N>/config.py`` and trains it with ``kdzoo.cli.train`` in a child
 process; Optuna's storage (default ``WORK_DIR/search.journal``) holds the study, so any
 number of workers may run this command on one storage, and ``--resume`` continues a study
 whose workers were killed.

@@ -26,8 +26,6 @@ from .settings import Objective, budget_config
 from .space import SearchSpace
 from .watch import TrainingWatch
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
     """Linux: the child gets SIGKILL when the search worker dies (even by SIGKILL)."""
@@ -124,7 +122,8 @@ class TrialRunner:
         work_dir: the search's work dir; job ``work`` lives in ``work_dir/trials/<work>``.
         objective: the metric (a scalars.json key) read as the trial's value.
         full_cfg: the base config without proxy settings (for ``best_full_config.py``).
-        train_script: default: this repository's ``tools/train.py``.
+        train_script: a training script; default ``python -m kdzoo.cli.train`` (what
+            ``tools/train.py`` runs), which works from an installed package too.
         env: extra environment variables of the child (e.g. ``OMP_NUM_THREADS``).
         timeout: seconds before a trial is killed and FAILS.
         heartbeat_interval: seconds between heartbeats while a trial trains.
@@ -154,7 +153,7 @@ class TrialRunner:
         self.space = space
         self.work_dir = work_dir
         self.objective = objective
-        self.train_script = train_script or osp.join(REPO_ROOT, 'tools', 'train.py')
+        self.train_script = train_script
         self.python = python or sys.executable
         self.env = {k: str(v) for k, v in (env or {}).items()}
         self.timeout = timeout
@@ -284,7 +283,8 @@ class TrialRunner:
     def command(self, config_path: str, trial_dir: str) -> List[str]:
         """The training command of a trial: ``tools/train.py``, or torchrun with
         ``gpus`` processes."""
-        train = [self.train_script, config_path, '--work-dir', trial_dir]
+        program = [self.train_script] if self.train_script else ['-m', 'kdzoo.cli.train']
+        train = program + [config_path, '--work-dir', trial_dir]
         if self.gpus == 1:
             return [self.python] + train
         return [self.python, '-m', 'torch.distributed.run', f'--nproc_per_node={self.gpus}',
@@ -309,7 +309,7 @@ class TrialRunner:
         if resume:
             cmd.append('--resume')
         status = {name: osp.join(trial_dir, f'{name}.json')
-                  for name in ('suppression', 'early_stop')}
+                  for name in ('suppression', 'early_stop', 'diverged')}
         for path in status.values():  # left by an earlier rung of this trial
             if osp.isfile(path):
                 os.remove(path)
@@ -351,12 +351,16 @@ class TrialRunner:
             return TrialResult(error=f'suppressed: {suppressed.get("reason")} (iteration '
                                f'{suppressed.get("iter")}; log: {log_path})',
                                attrs=dict(suppressed=suppressed))
+        diverged = _read_json(status['diverged'])  # kdzoo.engine.FiniteLossHook
+        if returncode != 0 and diverged is not None:
+            return TrialResult(error=f'diverged: {diverged.get("reason")} (log: {log_path})',
+                               attrs=dict(diverged=diverged))
         if returncode != 0:
             tail = _tail(log_path)
             lines = [line.strip() for line in tail.splitlines() if line.strip()]
             errors = [line for line in lines if re.match(r'^[\w.]+(Error|Exception)\b', line)]
             cause = (errors or lines or ['no output'])[-1]
-            return TrialResult(error=f'tools/train.py exited with {returncode}: {cause} (log: '
+            return TrialResult(error=f'the training exited with {returncode}: {cause} (log: '
                                f'{log_path})\n{tail}')
         result = metric_from_scalars(read_scalars(trial_dir), self.objective.metric)
         stopped = _read_json(status['early_stop'])

@@ -6,6 +6,8 @@ import sys
 
 import torch
 
+from kdzoo.search.runner import free_port
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
@@ -19,7 +21,7 @@ def test_dist_train_two_processes(tmp_path, fmnist_root):
     teacher_ckpt = tmp_path / 'teacher.pth'
     torch.save(dict(state_dict=teacher.state_dict()), teacher_ckpt)
     env = dict(os.environ, PATH=osp.dirname(sys.executable) + os.pathsep + os.environ['PATH'],
-               PORT='29517', OMP_NUM_THREADS='1')
+               PORT=str(free_port()), OMP_NUM_THREADS='1')
     work = tmp_path / 'dist'
     proc = subprocess.run(
         ['bash', 'tools/dist_train.sh', 'configs/fashion_mnist/kd_fmnist.py', '2',

@@ -18,11 +18,8 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def load_tool(name):
-    spec = importlib.util.spec_from_file_location(f'kdzoo_tool_{name}',
-                                                  osp.join(ROOT, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The program behind ``tools/<name>.py`` (``kdzoo.cli.<name>``)."""
+    return importlib.import_module(f'kdzoo.cli.{name}')
 
 
 def test_ctrl_c_prints_one_line_and_exits_130(tmp_path, fmnist_root):
