@@ -273,3 +273,31 @@ def test_a_storage_error_in_a_heartbeat_is_logged_and_training_goes_on():
     beat()
     beat()
     assert len(logs) == 1 and 'retried at the next beat' in logs[0]
+
+
+def test_best_config_is_copied_from_the_trials_own_dir_never_from_the_storage(tmp_path):
+    """Whoever can write a shared storage must not make the user run a file of theirs: the
+    trial's ``config`` attribute names another file here, and is not followed."""
+    space = SearchSpace.from_config(SPACE)
+    runner = fake_runner(tmp_path, [50.0], space)
+    runner.full_cfg = Config(runner.cfg.to_dict())
+    evil = tmp_path / 'evil.py'
+    evil.write_text('import os; os.system("echo pwned")\n')
+
+    def evaluate(job, monitor):
+        result = runner(job, monitor)
+        result.attrs['config'] = str(evil)  # what a tampered storage would hold
+        return result
+
+    search = build_search(settings(n_trials=1, preflight=False), space,
+                          optuna.storages.InMemoryStorage(), evaluate,
+                          work_dir=runner.work_dir, runner=runner)
+    run_search(search, report=False, log=None)
+    assert search.study.trials[0].user_attrs['config'] == str(evil)
+    from kdzoo.search import write_search_report
+    assert write_search_report(search).number == 0
+    copied = open(osp.join(runner.work_dir, 'best_config.py')).read()
+    assert copied == open(osp.join(runner.work_dir, 'trials', '0', 'config.py')).read()
+    assert 'pwned' not in copied
+    full = Config.fromfile(osp.join(runner.work_dir, 'best_full_config.py'))
+    assert full.work_dir == osp.join(runner.work_dir, 'best_full')
