@@ -15,8 +15,9 @@ import sys
 import warnings
 
 import optuna
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 
+from kdzoo.cli.common import add_cfg_options
 from kdzoo.models import set_config_dir
 from kdzoo.utils.config_options import resolve_term_names
 from kdzoo.search import (load_search, prepare_search, run_search,
@@ -42,10 +43,7 @@ def parse_args(argv=None):
                         help='write the results and plots from the storage, run no trial')
     parser.add_argument('--show-space', action='store_true',
                         help='print the decisions of the search space and exit')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config entries (search.* too), e.g. search.n_trials=8 '
-        'model.teacher_checkpoint=teacher.pth')
+    add_cfg_options(parser, 'search.n_trials=8 model.teacher_checkpoint=teacher.pth')
     return parser.parse_args(argv)
 
 

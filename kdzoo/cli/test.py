@@ -6,12 +6,12 @@ Works with a plain student config and the student-only checkpoint a distillation
 import argparse
 import sys
 import json
-import os
 import os.path as osp
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.runner import Runner
 
+from kdzoo.cli.common import add_cfg_options, add_launcher, parse_with_launcher
 from kdzoo.engine import setup_cpu_distributed, teardown_distributed, with_kdzoo_default_hooks
 from kdzoo.engine.hooks import unwrap
 from kdzoo.models import Distiller, load_checkpoint_strict, set_config_dir
@@ -24,16 +24,9 @@ def parse_args(argv=None):
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='the dir to save evaluation logs')
     parser.add_argument('--out', help='write the metrics to this JSON file')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries (distill terms by name or by '
-                        'index: model.distill_terms.kd0.tau=2)')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_cfg_options(parser, 'test_dataloader.batch_size=64')
+    add_launcher(parser)
+    return parse_with_launcher(parser, argv)
 
 
 def main(argv=None):

@@ -6,15 +6,15 @@ by a non-finite loss or by loss suppression ends with one ``NonFiniteLossError: 
 ``LossSuppressed: ...`` line and exit code 1.
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.dist import get_rank
 from mmengine.runner import Runner
 
+from kdzoo.cli.common import add_cfg_options, add_launcher, parse_with_launcher
 from kdzoo.engine import (DeferredInterrupt, InterruptHook, LossSuppressed, NonFiniteLossError,
                           setup_cpu_distributed, teardown_distributed,
                           with_kdzoo_default_hooks)
@@ -34,17 +34,9 @@ def parse_args(argv=None):
                         help='scale the learning rate with the total batch size')
     parser.add_argument('--no-validate', action='store_true',
                         help='skip validation during training')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config entries, e.g. model.distill_terms.kd0.weight=2.0 '
-        'train_cfg.max_epochs=5 (distill terms by name or by index)')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_cfg_options(parser, 'model.distill_terms.kd0.weight=2.0 train_cfg.max_epochs=5')
+    add_launcher(parser)
+    return parse_with_launcher(parser, argv)
 
 
 def merge_args(cfg: Config, args) -> Config:

@@ -14,9 +14,7 @@
     proxy=dict(suppression=dict(window=20, explode_factor=10.0, patience=200),
                good_enough=dict(metric='accuracy/top1', threshold=90.0, patience=2))
 """
-import json
 import math
-import os
 import os.path as osp
 import uuid
 from collections import deque
@@ -26,6 +24,7 @@ from mmengine.dist import all_reduce, get_world_size
 from mmengine.hooks import Hook
 
 from kdzoo.registry import HOOKS
+from kdzoo.utils.files import read_json, write_json
 
 #: File names written into the work dir (read by :class:`kdzoo.search.TrialRunner`).
 SUPPRESSION_FILE = 'suppression.json'
@@ -46,18 +45,7 @@ def _plain(value):
 
 
 def _write_json(path: str, data: dict) -> None:
-    tmp = f'{path}.tmp{os.getpid()}'
-    with open(tmp, 'w') as f:
-        json.dump(_plain(data), f, indent=1, default=str)
-    os.replace(tmp, path)
-
-
-def _read_json(path: str) -> Optional[dict]:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
+    write_json(path, _plain(data))
 
 
 def _as_float(value) -> float:
@@ -294,7 +282,7 @@ class EarlyStopOnGoodEnoughHook(Hook):
         upto = int(checkpoint.get('meta', {}).get('iter', 0))
         history = state.get('history', [])
         path = osp.join(runner.work_dir, EARLY_STOP_STATE_FILE)
-        saved = _read_json(path)
+        saved = read_json(path)
         if saved is not None and saved.get('run_id') == state.get('run_id'):
             history = saved.get('history', [])
         else:

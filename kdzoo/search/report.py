@@ -13,10 +13,10 @@ from typing import Dict, List, Optional, Sequence
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
+from kdzoo.utils.files import atomic_write
 from .operations import (ELIMINATED_ATTR, PROBABILITIES_ATTR, SCHEDULE_ATTR, is_suppressed,
                          role_of)
 from .plots import plot_halving, plot_progress
-from .runner import atomic_write
 from .space import SearchSpace
 from .trials import counts_as_visit, trial_params
 

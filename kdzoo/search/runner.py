@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional
 
 from mmengine.config import Config
 
+from kdzoo.utils.files import atomic_write, read_json
 from .protocol import Job, TrialMonitor, TrialResult
 from .settings import Objective, budget_config
 from .space import SearchSpace
@@ -76,27 +77,6 @@ def _tail(path: str, lines: int = 15) -> str:
             return ''.join(f.readlines()[-lines:])
     except OSError:
         return ''
-
-
-def atomic_write(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file (removed when the write fails)."""
-    tmp = f'{path}.tmp{os.getpid()}'
-    try:
-        with open(tmp, 'w') as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def _read_json(path: str) -> Optional[dict]:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -346,12 +326,12 @@ class TrialRunner:
                 raise
         for step, value in watch.new_values():  # the last validations
             monitor.report(step, value)
-        suppressed = _read_json(status['suppression'])
+        suppressed = read_json(status['suppression'])
         if returncode != 0 and suppressed is not None:
             return TrialResult(error=f'suppressed: {suppressed.get("reason")} (iteration '
                                f'{suppressed.get("iter")}; log: {log_path})',
                                attrs=dict(suppressed=suppressed))
-        diverged = _read_json(status['diverged'])  # kdzoo.engine.FiniteLossHook
+        diverged = read_json(status['diverged'])  # kdzoo.engine.FiniteLossHook
         if returncode != 0 and diverged is not None:
             return TrialResult(error=f'diverged: {diverged.get("reason")} (log: {log_path})',
                                attrs=dict(diverged=diverged))
@@ -363,7 +343,7 @@ class TrialRunner:
             return TrialResult(error=f'the training exited with {returncode}: {cause} (log: '
                                f'{log_path})\n{tail}')
         result = metric_from_scalars(read_scalars(trial_dir), self.objective.metric)
-        stopped = _read_json(status['early_stop'])
+        stopped = read_json(status['early_stop'])
         if stopped is not None:
             result.attrs['early_stopped'] = stopped
         return result

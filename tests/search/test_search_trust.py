@@ -18,7 +18,7 @@ from kdzoo.search import (SearchLoop, SearchSpace, TrialResult, TrialRunner,
                           run_search, search_settings)
 from kdzoo.search.display import progress_text
 from kdzoo.search.entry import check_work_dir
-from kdzoo.search.runner import atomic_write
+from kdzoo.utils.files import atomic_write
 from kdzoo.search.settings import SEARCH_DEFAULTS
 from kdzoo.search.storage import STORAGE_FORMS, repair_journal, storage_url
 from search_helpers import new_book
