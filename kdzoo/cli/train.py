@@ -93,13 +93,14 @@ def main(argv=None):
     cfg = set_config_dir(Config.fromfile(args.config))  # relative teacher config paths
     cfg = merge_args(cfg, args)
     setup_cpu_distributed(cfg)
-    runner = None
+    runner, finished = None, False
     try:
         runner = Runner.from_cfg(cfg)
         # Ctrl-C stops between iterations (no batch in transit from a worker); twice: at once.
         with DeferredInterrupt() as interrupt:
             runner.register_hook(InterruptHook(interrupt))
             runner.train()
+        finished = True
     except KeyboardInterrupt:
         if get_rank() == 0:
             print(interrupted_message(runner, cfg), file=sys.stderr, flush=True)
@@ -108,7 +109,7 @@ def main(argv=None):
         print(f'{type(err).__name__}: {err}', file=sys.stderr, flush=True)
         raise SystemExit(1)
     finally:
-        teardown_distributed()
+        teardown_distributed(finished)
 
 
 if __name__ == '__main__':

@@ -40,7 +40,12 @@ def setup_cpu_distributed(cfg) -> None:
     cfg.model_wrapper_cfg = wrapper
 
 
-def teardown_distributed() -> None:
-    """Destroy the process group at exit; gloo aborts the process when it is left alive."""
+def teardown_distributed(finished: bool = False) -> None:
+    """Destroy the process group at exit; gloo aborts the process when it is left alive.
+    ``finished``: the run ended normally on every rank, so they first wait for each other
+    (one rank tearing gloo down while another still saves can abort it); after a failure
+    the other ranks may be gone, so nobody waits."""
     if torch_dist.is_available() and torch_dist.is_initialized():
+        if finished:
+            torch_dist.barrier()
         torch_dist.destroy_process_group()
