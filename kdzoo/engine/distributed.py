@@ -5,7 +5,9 @@ with ``device_ids=[LOCAL_RANK]``; both fail without a GPU. :func:`setup_cpu_dist
 initialises the gloo process group itself (MMEngine then skips its own initialisation) and
 selects :class:`CPUDistributedDataParallel`, which drops the device ids on CPU.
 """
+import logging
 import os
+import sys
 
 import torch
 import torch.distributed as torch_dist
@@ -45,7 +47,16 @@ def teardown_distributed(finished: bool = False) -> None:
     ``finished``: the run ended normally on every rank, so they first wait for each other
     (one rank tearing gloo down while another still saves can abort it); after a failure
     the other ranks may be gone, so nobody waits."""
-    if torch_dist.is_available() and torch_dist.is_initialized():
-        if finished:
-            torch_dist.barrier()
-        torch_dist.destroy_process_group()
+    if not (torch_dist.is_available() and torch_dist.is_initialized()):
+        return
+    if finished and torch_dist.get_world_size() > 1:
+        torch_dist.barrier()
+        # Every rank is done and its files are written. Leave without running C++
+        # destructors: gloo's threads at interpreter exit intermittently abort a finished
+        # process ("terminate called without an active exception", exit -6), which makes
+        # torchrun report a successful run as failed.
+        logging.shutdown()  # flush the log files
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    torch_dist.destroy_process_group()

@@ -1,5 +1,5 @@
 """The shipped search configs give the same trials, values and best trial as the search
-package did before its restructure (``data/search_golden.json``, recorded with the same
+package did before its restructure (``golden/search_golden.json``, recorded with the same
 seeds and the same synthetic objective), through the entry point of ``tools/search.py``."""
 import hashlib
 import json
@@ -14,7 +14,7 @@ from kdzoo.search import TrialResult, build_search, load_search, run_search
 from kdzoo.search.trials import params_key
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-GOLDEN = osp.join(osp.dirname(osp.abspath(__file__)), 'data', 'search_golden.json')
+GOLDEN = osp.join(osp.dirname(osp.abspath(__file__)), 'golden', 'search_golden.json')
 CONFIGS = ['mcts_kd_fmnist', 'mcts_feature_kd_fmnist', 'nsga2_kd_fmnist', 'random_kd_fmnist',
            'sh_kd_fmnist', 'tabular_fmnist_space']
 
