@@ -1,5 +1,6 @@
 from .distributed import (CPUDistributedDataParallel, setup_cpu_distributed,
                           teardown_distributed)
+from .dynakd import DynaKDSearchHook, HeldOutSplit, held_out_indices  # noqa: F401
 from .finite_loss import DIVERGED_FILE, FiniteLossHook, NonFiniteLossError
 from .hooks import StudentCheckpointHook
 from .interrupt import DeferredInterrupt, InterruptHook

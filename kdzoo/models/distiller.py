@@ -14,6 +14,7 @@ from kdzoo.kd.term import TERM_KEYS
 from kdzoo.registry import CONNECTORS, MODELS
 from kdzoo.utils.config_keys import check_keys, missing_keys
 from .classifier import gt_labels_of
+from .pool import TeacherPool
 from .recorder import FeatureRecorder, find_module, parse_source
 from .teachers import build_teacher, teacher_config, teacher_forward
 
@@ -25,20 +26,40 @@ class DistillDataPreprocessor(BaseDataPreprocessor):
     By default the teacher sees exactly the student's inputs (the same crop, flip and mixup:
     FunMatch's consistent teaching). With ``teacher_preprocessor`` the teacher gets its own
     normalisation of the same raw batch; ``teacher_input_size`` resizes its inputs.
+
+    For a teacher pool, ``member_views`` maps the name of each member that sees other inputs
+    than the student to ``(its preprocessor or None, its input size or None)``; training
+    batches then carry ``teacher_inputs={name: tensor}`` for those members.
     """
 
     def __init__(self, student_preprocessor: nn.Module,
                  teacher_preprocessor: Optional[nn.Module] = None,
-                 teacher_input_size: Optional[Sequence[int]] = None):
+                 teacher_input_size: Optional[Sequence[int]] = None,
+                 member_views: Optional[Dict[str, tuple]] = None):
         super().__init__()
         self.student_preprocessor = student_preprocessor
         self.teacher_preprocessor = teacher_preprocessor
         self.teacher_input_size = tuple(teacher_input_size) if teacher_input_size else None
+        self.member_sizes = {}
+        self.member_preprocessors = nn.ModuleDict()
+        for name, (member_preprocessor, size) in (member_views or {}).items():
+            if member_preprocessor is not None:
+                self.member_preprocessors[name] = member_preprocessor
+            self.member_sizes[name] = tuple(size) if size else None
 
     def forward(self, data: dict, training: bool = False) -> dict:
         out = self.student_preprocessor(data, training)
         if not training:
             return out
+        if self.member_sizes:
+            views = {}
+            for name, size in self.member_sizes.items():
+                views[name] = out['inputs'] if name not in self.member_preprocessors else \
+                    self.member_preprocessors[name](data, False)['inputs']
+                if size is not None:
+                    views[name] = F.interpolate(views[name], size=size, mode='bilinear',
+                                                align_corners=False)
+            return dict(out, teacher_inputs=views)
         if self.teacher_preprocessor is not None:
             teacher_inputs = self.teacher_preprocessor(data, False)['inputs']
         elif self.teacher_input_size is not None:
@@ -84,6 +105,11 @@ class Distiller(BaseModel):
             teacher config path is looked up there first (then in the kdzoo repository
             root). The tools set it (:func:`kdzoo.models.teachers.set_config_dir`); without
             it, the current directory stands in.
+        teachers: a teacher pool instead of ``teacher``: a list of member dicts
+            (``teacher``, ``teacher_checkpoint``, ``name``, ``paths``, ``teacher_preprocess``,
+            ``teacher_input_size``); see :mod:`kdzoo.models.pool`.
+        pool: how the pool teaches: ``dict(mode='mean' | 'sum' | 'sample', theta=None,
+            scale='prob')``; see :class:`kdzoo.models.pool.TeacherPool`.
 
     When built, it logs a summary: the teacher's source, its weights, and one line per term.
     An error while computing a term starts with ``distill term 'NAME' (student -> teacher):``.
@@ -91,21 +117,40 @@ class Distiller(BaseModel):
 
     def __init__(self,
                  student: Union[dict, BaseModel],
-                 teacher: Union[str, dict, nn.Module],
-                 distill_terms: Sequence[dict],
+                 teacher: Union[str, dict, nn.Module, None] = None,
+                 distill_terms: Sequence[dict] = (),
                  teacher_checkpoint: Optional[str] = None,
                  student_loss_weight: float = 1.0,
                  teacher_preprocess: str = 'student',
                  teacher_input_size: Optional[Sequence[int]] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None,
-                 config_dir: Optional[str] = None):
+                 config_dir: Optional[str] = None,
+                 teachers: Optional[Sequence[dict]] = None,
+                 pool: Optional[dict] = None):
         if not isinstance(student, nn.Module):
             student = dict(student)
             if data_preprocessor is not None:
                 student.setdefault('data_preprocessor', data_preprocessor)
             student = MODELS.build(student)
         student_shape = classifier_shape(student)
+        if teachers is not None:
+            self._init_pool(student, student_shape, teacher, teachers, pool, distill_terms,
+                            teacher_checkpoint, student_loss_weight, teacher_preprocess,
+                            teacher_input_size, init_cfg, config_dir)
+            return
+        if pool is not None:
+            raise ValueError('pool=... configures a teacher pool: give the members as '
+                             "teachers=[dict(teacher=..., teacher_checkpoint=..., name=...), "
+                             '...] instead of teacher=')
+        if teacher is None:
+            raise ValueError('the distiller needs a teacher: teacher=... (one teacher) or '
+                             'teachers=[...] (a pool)')
+        for i, term in enumerate(distill_terms):
+            if isinstance(term, dict) and isinstance(term.get('teacher'), dict):
+                raise ValueError(f'distill_terms[{i}].teacher is a dict of per-member paths '
+                                 f'({term["teacher"]!r}); that needs a teacher pool '
+                                 f'(teachers=[...])')
         if isinstance(teacher, nn.Module):
             teacher_cfg = None
             teacher_model = build_teacher(teacher)
@@ -129,6 +174,7 @@ class Distiller(BaseModel):
         # Outside the module tree on purpose: not in state_dict / checkpoints, not in the
         # optimizer, not wrapped by DDP. ``_apply`` and ``train`` below keep it in step.
         object.__setattr__(self, 'teacher', teacher_model)
+        self.pool = None
         self.teacher_source = describe_teacher(teacher, teacher_cfg)
         if not distill_terms:
             raise ValueError('distill_terms is empty: give at least one term')
@@ -148,6 +194,72 @@ class Distiller(BaseModel):
         self._ranks_checked = False
         self.teacher_shape_from_student = _filled(teacher, teacher_cfg, student_shape)
         self._log_summary(teacher_cfg, teacher_preprocess, teacher_input_size)
+
+    def _init_pool(self, student, student_shape, teacher, teachers, pool, distill_terms,
+                   teacher_checkpoint, student_loss_weight, teacher_preprocess,
+                   teacher_input_size, init_cfg, config_dir) -> None:
+        """A distiller whose teacher side is a :class:`~kdzoo.models.pool.TeacherPool`."""
+        if teacher is not None:
+            raise ValueError('give teacher=... (one teacher) or teachers=[...] (a pool), '
+                             'not both')
+        single_keys = dict(teacher_checkpoint=teacher_checkpoint,
+                           teacher_preprocess=None if teacher_preprocess == 'student'
+                           else teacher_preprocess,
+                           teacher_input_size=teacher_input_size)
+        for key, value in single_keys.items():
+            if value is not None:
+                raise ValueError(f'{key}={value!r} is a key of one teacher; with teachers=[...] '
+                                 f"give it inside each member: teachers[i]['{key}']")
+        if not distill_terms:
+            raise ValueError('distill_terms is empty: give at least one term')
+        specs = [self._check_term_cfg(i, cfg) for i, cfg in enumerate(distill_terms)]
+        teacher_pool = TeacherPool(teachers, pool, [s['teacher'] for s in specs],
+                                   student_shape, config_dir)
+        views = {m.name: (m.model.data_preprocessor if m.preprocess == 'own' else None,
+                          m.input_size)
+                 for m in teacher_pool.members if m.preprocess == 'own' or m.input_size}
+        preprocessor = DistillDataPreprocessor(student.data_preprocessor, member_views=views)
+        super().__init__(data_preprocessor=preprocessor, init_cfg=init_cfg)
+        self.student = student
+        self.pool = teacher_pool
+        object.__setattr__(self, 'teacher', None)
+        self.teacher_source = f'a pool of {len(teacher_pool.members)} teachers'
+        self.student_loss_weight = float(student_loss_weight)
+        self.term_specs = specs
+        terms = []
+        for spec in self.term_specs:
+            with term_errors(spec):
+                find_module(self.student, parse_source(spec['student'])[0], 'student')
+                terms.append(self._build_term(spec))
+        self.terms = nn.ModuleList(terms)
+        self.student_recorder = FeatureRecorder(
+            self.student, [s['student'] for s in self.term_specs], owner='student')
+        self.teacher_recorder = None
+        self._ranks_checked = False
+        self.teacher_shape_from_student = {}
+        lines = teacher_pool.describe() + self._term_lines()
+        print_log('\n'.join(lines), logger='current')
+        random_init = teacher_pool.random_init_members()
+        if random_init:
+            print_log(f'Distiller: teacher pool members {random_init} are a random init: no '
+                      f'teacher_checkpoint was given and nothing is downloaded. Set '
+                      f"teachers[i]['teacher_checkpoint']=FILE.", logger='current',
+                      level=logging.WARNING)
+
+    def _term_lines(self):
+        lines = []
+        for spec, term in zip(self.term_specs, self.terms):
+            lines.append(f'  term {spec["name"]!r}: {spec["student"]} -> {spec["teacher"]}, '
+                         f'transforms={list(spec.get("transforms", []))!r}, '
+                         f'distance={spec["distance"]!r}, weight={term.weight!r}, '
+                         f'tau={term.tau!r}, connector={describe_connector(term.connector)}')
+        return lines
+
+    def teacher_models(self):
+        """The frozen teacher modules: the teacher, or every member of the pool."""
+        if self.pool is not None:
+            return [m.model for m in self.pool.members]
+        return [self.teacher]
 
     def _log_summary(self, teacher_cfg: Optional[dict],
                      teacher_preprocess: str, teacher_input_size) -> None:
@@ -171,11 +283,7 @@ class Distiller(BaseModel):
         if teacher_input_size:
             view += f', resized to {tuple(teacher_input_size)}'
         lines.append(f'  teacher inputs: {view}')
-        for spec, term in zip(self.term_specs, self.terms):
-            lines.append(f'  term {spec["name"]!r}: {spec["student"]} -> {spec["teacher"]}, '
-                         f'transforms={list(spec.get("transforms", []))!r}, '
-                         f'distance={spec["distance"]!r}, weight={term.weight!r}, '
-                         f'tau={term.tau!r}, connector={describe_connector(term.connector)}')
+        lines.extend(self._term_lines())
         print_log('\n'.join(lines), logger='current')
         if random_init:
             print_log(f'Distiller: the teacher ({self.teacher_source}) is a random init: no '
@@ -201,25 +309,34 @@ class Distiller(BaseModel):
                            weight=spec.get('weight', 1.0), tau=spec.get('tau', 1.0),
                            connector=connector, name=spec['name'])
 
-    # Keep the out-of-tree teacher on the student's device / dtype and always in eval mode.
+    # Keep the out-of-tree teacher(s) on the student's device / dtype and always in eval mode.
     def _apply(self, fn, *args, **kwargs):
         super()._apply(fn, *args, **kwargs)
-        self.teacher._apply(fn, *args, **kwargs)
+        for teacher in self.teacher_models():
+            teacher._apply(fn, *args, **kwargs)
         return self
 
     def train(self, mode: bool = True):
         super().train(mode)
-        self.teacher.eval()
+        for teacher in self.teacher_models():
+            teacher.eval()
         return self
 
     def forward(self, inputs, data_samples=None, mode: str = 'tensor',
                 teacher_inputs: Optional[torch.Tensor] = None):
+        """``mode='loss'``: the distillation losses; ``'relaxed'`` (a pool only): the losses
+        with the pool's continuous relaxation (every member, weighted by ``theta`` with its
+        gradient), DynaKD's theta-step; other modes run the student alone."""
         if mode == 'loss':
             return self.loss(inputs, data_samples, teacher_inputs)
+        if mode == 'relaxed':
+            if self.pool is None:
+                raise ValueError("mode='relaxed' needs a teacher pool (teachers=[...])")
+            return self._pool_loss(inputs, data_samples, teacher_inputs, relaxed=True)
         return self.student(inputs, data_samples, mode=mode)
 
-    def loss(self, inputs, data_samples=None,
-             teacher_inputs: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+    def _student_losses(self, inputs, data_samples) -> Dict[str, torch.Tensor]:
+        """The student's forward, recording its features, and its scaled task losses."""
         losses = {}
         with self.student_recorder:
             if self.student_loss_weight > 0:
@@ -229,6 +346,13 @@ class Distiller(BaseModel):
                         if 'loss' in name else value
             else:
                 self.student(inputs, data_samples, mode='tensor')
+        return losses
+
+    def loss(self, inputs, data_samples=None,
+             teacher_inputs: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        if self.pool is not None:
+            return self._pool_loss(inputs, data_samples, teacher_inputs)
+        losses = self._student_losses(inputs, data_samples)
         teacher_inputs = inputs if teacher_inputs is None else teacher_inputs
         with torch.no_grad(), self.teacher_recorder:
             try:
@@ -247,6 +371,45 @@ class Distiller(BaseModel):
                 check_connector(term.connector, spec, student_feat, teacher_feat)
                 losses[f'loss_{spec["name"]}'] = term(
                     student_feat, teacher_feat.detach(), **context)
+        self._ranks_checked = True
+        return losses
+
+    def _pool_loss(self, inputs, data_samples=None, teacher_inputs=None,
+                   relaxed: bool = False) -> Dict[str, torch.Tensor]:
+        """The losses with a teacher pool: ``mean`` / ``sum`` run every member, ``sample``
+        runs the one it draws (every member runs once on the first step, to check that
+        their shapes agree); ``relaxed`` mixes every member with ``theta`` (with its
+        gradient)."""
+        pool = self.pool
+        losses = self._student_losses(inputs, data_samples)
+        everyone = list(range(len(pool.members)))
+        chosen = None
+        if pool.mode == 'sample' and not relaxed:
+            chosen = pool.sample()
+            pool.counts[chosen] += 1
+        run = everyone if chosen is None or not pool.shapes_checked else [chosen]
+        feats = pool.run(run, inputs, teacher_inputs, data_samples)
+        if not pool.shapes_checked:
+            pool.check_shapes(feats, [s['name'] for s in self.term_specs])
+        weights = pool.theta if relaxed else pool.theta.detach()
+        context = self._context(data_samples)
+        for t, (spec, term) in enumerate(zip(self.term_specs, self.terms)):
+            with term_errors(spec):
+                student_feat = self.student_recorder.get(spec['student'])
+                if relaxed or pool.mode == 'mean':
+                    pairs = [(f'loss_{spec["name"]}', pool.mix(feats, t, weights), None)]
+                elif pool.mode == 'sum':
+                    pairs = [(f'loss_{spec["name"]}_{pool.names[i]}', feats[i][t].detach(),
+                              None) for i in everyone]
+                else:
+                    pairs = [(f'loss_{spec["name"]}', feats[chosen][t].detach(),
+                              pool.sample_weight(chosen))]
+                for key, teacher_feat, scale in pairs:
+                    if not self._ranks_checked:
+                        term.check(teacher_feat.dim())
+                    check_connector(term.connector, spec, student_feat, teacher_feat)
+                    value = term(student_feat, teacher_feat, **context)
+                    losses[key] = value if scale is None else value * scale.to(value.dtype)
         self._ranks_checked = True
         return losses
 

@@ -1,0 +1,3 @@
+# The pool of pool_mean.py, mode='sum': one KD loss per member, summed.
+_base_ = ['./pool_mean.py']
+model = dict(pool=dict(mode='sum'))
