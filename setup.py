@@ -51,7 +51,9 @@ setup(
                             '.mim/configs/*/*/*.py']},
     entry_points={'console_scripts': ['kdzoo-train = kdzoo.cli.train:main',
                                       'kdzoo-test = kdzoo.cli.test:main',
-                                      'kdzoo-search = kdzoo.cli.search:main']},
+                                      'kdzoo-search = kdzoo.cli.search:main',
+                                      'kdzoo-build-teacher-store = '
+                                      'kdzoo.cli.build_teacher_store:main']},
     python_requires='>=3.9',
     install_requires=read_requirements('runtime.txt') + read_requirements('mminstall.txt'),
     extras_require={

@@ -41,7 +41,8 @@ OPTIM_WRAPPER_CONSTRUCTORS = Registry('optimizer wrapper constructor',
                                       locations=['kdzoo.engine'])
 PARAM_SCHEDULERS = Registry('parameter scheduler', parent=MMENGINE_PARAM_SCHEDULERS,
                             locations=['kdzoo.engine'])
-DATASETS = Registry('dataset', parent=MMENGINE_DATASETS, locations=['kdzoo.datasets'])
+DATASETS = Registry('dataset', parent=MMENGINE_DATASETS,
+                    locations=['kdzoo.datasets', 'kdzoo.teaching'])
 DATA_SAMPLERS = Registry('data sampler', parent=MMENGINE_DATA_SAMPLERS,
                          locations=['kdzoo.datasets'])
 TRANSFORMS = Registry('transform', parent=MMENGINE_TRANSFORMS, locations=['kdzoo.datasets'])

@@ -19,6 +19,7 @@ from kdzoo.engine import (DeferredInterrupt, InterruptHook, LossSuppressed, NonF
                           setup_cpu_distributed, teardown_distributed,
                           with_kdzoo_default_hooks)
 from kdzoo.models import set_config_dir
+from kdzoo.teaching import apply_teaching
 from kdzoo.utils import merge_cfg_options, register_all_modules
 
 
@@ -41,6 +42,7 @@ def parse_args(argv=None):
 
 def merge_args(cfg: Config, args) -> Config:
     merge_cfg_options(cfg, args.cfg_options)
+    apply_teaching(cfg)  # teaching=dict(mode=...) -> the distiller and the train dataset
     with_kdzoo_default_hooks(cfg)  # the finite-loss check and per-step seeding
     cfg.launcher = args.launcher
     if args.work_dir is not None:

@@ -1,5 +1,6 @@
 """The Distiller: a student, a frozen teacher and a list of distill terms."""
 import logging
+import os.path as osp
 from typing import Dict, Optional, Sequence, Union
 
 import torch
@@ -12,11 +13,14 @@ import torch.nn.functional as F
 from kdzoo.kd import DistillTerm
 from kdzoo.kd.term import TERM_KEYS
 from kdzoo.registry import CONNECTORS, MODELS
+from kdzoo.teaching.modes import Teaching, describe_teaching
+from kdzoo.teaching.sources import OnlineTeacher, StoredTeacher, file_sha256
+from kdzoo.teaching.store import TeacherStore
 from kdzoo.utils.config_keys import check_keys, missing_keys
 from .classifier import gt_labels_of
 from .pool import TeacherPool
 from .recorder import FeatureRecorder, find_module, parse_source
-from .teachers import build_teacher, teacher_config, teacher_forward
+from .teachers import build_teacher, teacher_config
 
 
 @MODELS.register_module()
@@ -30,13 +34,22 @@ class DistillDataPreprocessor(BaseDataPreprocessor):
     For a teacher pool, ``member_views`` maps the name of each member that sees other inputs
     than the student to ``(its preprocessor or None, its input size or None)``; training
     batches then carry ``teacher_inputs={name: tensor}`` for those members.
+
+    The teaching layer (:mod:`kdzoo.teaching`): a batch whose data carry ``teacher_inputs``
+    (the teacher's own view, cut from the raw image by a ``TeachingDataset``; ``(N, K, C, H,
+    W)`` for K crops) gets them normalised like the student's inputs (or by the teacher's own
+    preprocessor). ``mixup_alpha`` (``funmatch``) mixes every image with its neighbour in the
+    batch, ``lam * x + (1 - lam) * roll(x, 1)`` with one ``lam ~ Beta(alpha, alpha)`` per
+    batch (big_vision's mixup), the same for the student's and the teacher's inputs.
     """
 
     def __init__(self, student_preprocessor: nn.Module,
                  teacher_preprocessor: Optional[nn.Module] = None,
                  teacher_input_size: Optional[Sequence[int]] = None,
-                 member_views: Optional[Dict[str, tuple]] = None):
+                 member_views: Optional[Dict[str, tuple]] = None,
+                 mixup_alpha: Optional[float] = None):
         super().__init__()
+        self.mixup_alpha = mixup_alpha
         self.student_preprocessor = student_preprocessor
         self.teacher_preprocessor = teacher_preprocessor
         self.teacher_input_size = tuple(teacher_input_size) if teacher_input_size else None
@@ -48,10 +61,15 @@ class DistillDataPreprocessor(BaseDataPreprocessor):
             self.member_sizes[name] = tuple(size) if size else None
 
     def forward(self, data: dict, training: bool = False) -> dict:
+        view = data.get('teacher_inputs') if isinstance(data, dict) else None
+        if view is not None:
+            data = {k: v for k, v in data.items() if k != 'teacher_inputs'}
         out = self.student_preprocessor(data, training)
         if not training:
             return out
-        if self.member_sizes:
+        if view is not None:
+            out['teacher_inputs'] = self._teacher_view(view, data)
+        elif self.member_sizes:
             views = {}
             for name, size in self.member_sizes.items():
                 views[name] = out['inputs'] if name not in self.member_preprocessors else \
@@ -59,17 +77,34 @@ class DistillDataPreprocessor(BaseDataPreprocessor):
                 if size is not None:
                     views[name] = F.interpolate(views[name], size=size, mode='bilinear',
                                                 align_corners=False)
-            return dict(out, teacher_inputs=views)
-        if self.teacher_preprocessor is not None:
-            teacher_inputs = self.teacher_preprocessor(data, False)['inputs']
+            out['teacher_inputs'] = views
+        elif self.teacher_preprocessor is not None:
+            out['teacher_inputs'] = self.teacher_preprocessor(data, False)['inputs']
         elif self.teacher_input_size is not None:
-            teacher_inputs = out['inputs']
-        else:
-            return out
-        if self.teacher_input_size is not None:
-            teacher_inputs = F.interpolate(teacher_inputs, size=self.teacher_input_size,
-                                           mode='bilinear', align_corners=False)
-        return dict(out, teacher_inputs=teacher_inputs)
+            out['teacher_inputs'] = out['inputs']
+        if self.teacher_input_size is not None and out.get('teacher_inputs') is not None:
+            out['teacher_inputs'] = F.interpolate(out['teacher_inputs'],
+                                                  size=self.teacher_input_size,
+                                                  mode='bilinear', align_corners=False)
+        if self.mixup_alpha:
+            self._mixup(out)
+        return out
+
+    def _teacher_view(self, view, data: dict) -> torch.Tensor:
+        """Normalise the teacher's own view (a batch of ``(C, H, W)`` or ``(K, C, H, W)``)."""
+        preprocessor = self.teacher_preprocessor or self.student_preprocessor
+        crops = view.shape[1] if view.dim() == 5 else None
+        flat = view.flatten(0, 1) if crops else view
+        flat = preprocessor(dict(inputs=flat, data_samples=None), False)['inputs']
+        return flat.reshape(view.shape[0], crops, *flat.shape[1:]) if crops else flat
+
+    def _mixup(self, out: dict) -> None:
+        """Mix the student's inputs and the teacher's alike (one ``lam`` per batch)."""
+        lam = float(torch.distributions.Beta(self.mixup_alpha, self.mixup_alpha).sample())
+        for key in ('inputs', 'teacher_inputs'):
+            x = out.get(key)
+            if isinstance(x, torch.Tensor):
+                out[key] = lam * x + (1.0 - lam) * x.roll(1, dims=0)
 
 
 @MODELS.register_module()
@@ -110,6 +145,12 @@ class Distiller(BaseModel):
             ``teacher_input_size``); see :mod:`kdzoo.models.pool`.
         pool: how the pool teaches: ``dict(mode='mean' | 'sum' | 'sample', theta=None,
             scale='prob')``; see :class:`kdzoo.models.pool.TeacherPool`.
+        teaching: what the teacher sees and where its outputs come from
+            (:mod:`kdzoo.teaching`): ``dict(mode='same/ic', size=..., teacher_size=...,
+            store=None, ...)``. The tools copy a config's top-level ``teaching`` here and
+            wrap the train dataset in a ``TeachingDataset``. With ``store``, the teacher's
+            outputs are read from the store and no teacher is built or run (``teacher`` and
+            ``teacher_checkpoint``, when given, must be the store's).
 
     When built, it logs a summary: the teacher's source, its weights, and one line per term.
     An error while computing a term starts with ``distill term 'NAME' (student -> teacher):``.
@@ -127,7 +168,15 @@ class Distiller(BaseModel):
                  init_cfg: Optional[dict] = None,
                  config_dir: Optional[str] = None,
                  teachers: Optional[Sequence[dict]] = None,
-                 pool: Optional[dict] = None):
+                 pool: Optional[dict] = None,
+                 teaching: Optional[dict] = None):
+        self.teaching = None if teaching is None else Teaching.from_cfg(teaching)
+        mixup = self.teaching.mixup_alpha if self.teaching else None
+        if mixup and student_loss_weight:
+            raise ValueError(
+                f'teaching.mode="funmatch" mixes the images of a batch, but the student\'s '
+                f'task loss (student_loss_weight={student_loss_weight}) would use the unmixed '
+                f'labels: set student_loss_weight=0 (FunMatch learns from the teacher only)')
         if not isinstance(student, nn.Module):
             student = dict(student)
             if data_preprocessor is not None:
@@ -135,6 +184,13 @@ class Distiller(BaseModel):
             student = MODELS.build(student)
         student_shape = classifier_shape(student)
         if teachers is not None:
+            if self.teaching is not None and (self.teaching.store or
+                                              not self.teaching.teacher_sees_student_batch):
+                raise ValueError(
+                    f'a teacher pool learns from the student\'s inputs: teaching.mode='
+                    f'{self.teaching.mode!r} with teacher_size={self.teaching.teacher_size} and '
+                    f'store={self.teaching.store!r} gives the teacher a view or a store of its '
+                    f'own; use mode "same/rc", "same/ic" or "funmatch" at one size, no store')
             self._init_pool(student, student_shape, teacher, teachers, pool, distill_terms,
                             teacher_checkpoint, student_loss_weight, teacher_preprocess,
                             teacher_input_size, init_cfg, config_dir)
@@ -143,54 +199,70 @@ class Distiller(BaseModel):
             raise ValueError('pool=... configures a teacher pool: give the members as '
                              "teachers=[dict(teacher=..., teacher_checkpoint=..., name=...), "
                              '...] instead of teacher=')
-        if teacher is None:
-            raise ValueError('the distiller needs a teacher: teacher=... (one teacher) or '
-                             'teachers=[...] (a pool)')
+        store = self.teaching.store if self.teaching else None
+        if teacher is None and store is None:
+            raise ValueError('the distiller needs a teacher: teacher=... (one teacher), '
+                             'teachers=[...] (a pool) or teaching=dict(store=...) (a store)')
         for i, term in enumerate(distill_terms):
             if isinstance(term, dict) and isinstance(term.get('teacher'), dict):
                 raise ValueError(f'distill_terms[{i}].teacher is a dict of per-member paths '
                                  f'({term["teacher"]!r}); that needs a teacher pool '
                                  f'(teachers=[...])')
-        if isinstance(teacher, nn.Module):
-            teacher_cfg = None
-            teacher_model = build_teacher(teacher)
-        else:
-            teacher_cfg = teacher_config(teacher, config_dir=config_dir,
-                                         checkpoint=teacher_checkpoint, **student_shape)
-            teacher_model = build_teacher(teacher_cfg)
         if teacher_preprocess not in ('student', 'own'):
             raise ValueError(f'teacher_preprocess={teacher_preprocess!r}; valid: '
                              f'"student", "own"')
-        teacher_preprocessor = None
+        if not distill_terms:
+            raise ValueError('distill_terms is empty: give at least one term')
+        self.term_specs = [self._check_term_cfg(i, cfg) for i, cfg in enumerate(distill_terms)]
+        teacher_paths = [s['teacher'] for s in self.term_specs]
+        teacher_cfg = teacher_model = teacher_preprocessor = None
+        if isinstance(teacher, nn.Module):
+            teacher_model = build_teacher(teacher)
+        elif teacher is not None:
+            teacher_cfg = teacher_config(teacher, config_dir=config_dir,
+                                         checkpoint=teacher_checkpoint, **student_shape)
+            if store is None:
+                teacher_model = build_teacher(teacher_cfg)
         if teacher_preprocess == 'own':
             teacher_preprocessor = getattr(teacher_model, 'data_preprocessor', None)
             if teacher_preprocessor is None:
                 raise ValueError('teacher_preprocess="own" but the teacher has no '
-                                 'data_preprocessor')
+                                 'data_preprocessor' + (' (a store stands in for the '
+                                                        'teacher)' if store else ''))
         preprocessor = DistillDataPreprocessor(student.data_preprocessor,
-                                               teacher_preprocessor, teacher_input_size)
+                                               teacher_preprocessor, teacher_input_size,
+                                               mixup_alpha=mixup)
         super().__init__(data_preprocessor=preprocessor, init_cfg=init_cfg)
         self.student = student
         # Outside the module tree on purpose: not in state_dict / checkpoints, not in the
         # optimizer, not wrapped by DDP. ``_apply`` and ``train`` below keep it in step.
         object.__setattr__(self, 'teacher', teacher_model)
         self.pool = None
-        self.teacher_source = describe_teacher(teacher, teacher_cfg)
-        if not distill_terms:
-            raise ValueError('distill_terms is empty: give at least one term')
         self.student_loss_weight = float(student_loss_weight)
-        self.term_specs = [self._check_term_cfg(i, cfg) for i, cfg in enumerate(distill_terms)]
+        ckpt = (teacher_cfg or {}).get('checkpoint')
+        #: the teacher's checkpoint file (what a teacher store records and checks)
+        self.teacher_checkpoint_file = ckpt if ckpt and osp.isfile(ckpt) else None
+        if store is not None:
+            self.source = StoredTeacher(TeacherStore.open(store), teacher_paths)
+            if teacher is not None and not isinstance(teacher, nn.Module):
+                self.source.store.check_teacher(
+                    describe_teacher(teacher, teacher_cfg),
+                    file_sha256(ckpt) if self.teacher_checkpoint_file else None)
+            self.teacher_source = self.source.description
+        else:
+            self.teacher_source = describe_teacher(teacher, teacher_cfg)
+            for spec in self.term_specs:
+                with term_errors(spec):
+                    find_module(self.teacher, parse_source(spec['teacher'])[0], 'teacher')
+            self.source = OnlineTeacher(self.teacher, teacher_paths, self.teacher_source)
         terms = []
         for spec in self.term_specs:
             with term_errors(spec):
-                for owner, model in (('student', self.student), ('teacher', self.teacher)):
-                    find_module(model, parse_source(spec[owner])[0], owner)
+                find_module(self.student, parse_source(spec['student'])[0], 'student')
                 terms.append(self._build_term(spec))
         self.terms = nn.ModuleList(terms)
         self.student_recorder = FeatureRecorder(
             self.student, [s['student'] for s in self.term_specs], owner='student')
-        self.teacher_recorder = FeatureRecorder(
-            self.teacher, [s['teacher'] for s in self.term_specs], owner='teacher')
         self._ranks_checked = False
         self.teacher_shape_from_student = _filled(teacher, teacher_cfg, student_shape)
         self._log_summary(teacher_cfg, teacher_preprocess, teacher_input_size)
@@ -234,7 +306,7 @@ class Distiller(BaseModel):
         self.terms = nn.ModuleList(terms)
         self.student_recorder = FeatureRecorder(
             self.student, [s['student'] for s in self.term_specs], owner='student')
-        self.teacher_recorder = None
+        self.source = None
         self._ranks_checked = False
         self.teacher_shape_from_student = {}
         lines = teacher_pool.describe() + self._term_lines()
@@ -259,7 +331,7 @@ class Distiller(BaseModel):
         """The frozen teacher modules: the teacher, or every member of the pool."""
         if self.pool is not None:
             return [m.model for m in self.pool.members]
-        return [self.teacher]
+        return [] if self.teacher is None else [self.teacher]
 
     def _log_summary(self, teacher_cfg: Optional[dict],
                      teacher_preprocess: str, teacher_input_size) -> None:
@@ -270,8 +342,10 @@ class Distiller(BaseModel):
                 f'{k}={v}' for k, v in self.teacher_shape_from_student.items()) +
                 ': taken from the student')
         weights = teacher_weights(teacher_cfg)
-        random_init = teacher_cfg is not None and weights is None
-        if weights is None and teacher_cfg is None:
+        random_init = teacher_cfg is not None and weights is None and self.teacher is not None
+        if isinstance(self.source, StoredTeacher):
+            weights = f'stored outputs ({weights or "a random init"} when the store was built)'
+        elif weights is None and teacher_cfg is None:
             weights = 'the given module (its own weights)'
         elif weights is None:
             weights = 'random init (no teacher_checkpoint)'
@@ -282,6 +356,8 @@ class Distiller(BaseModel):
                 if teacher_preprocess == 'own' else "the student's inputs")
         if teacher_input_size:
             view += f', resized to {tuple(teacher_input_size)}'
+        if self.teaching is not None:
+            view = describe_teaching(self.teaching)
         lines.append(f'  teacher inputs: {view}')
         lines.extend(self._term_lines())
         print_log('\n'.join(lines), logger='current')
@@ -354,18 +430,17 @@ class Distiller(BaseModel):
             return self._pool_loss(inputs, data_samples, teacher_inputs)
         losses = self._student_losses(inputs, data_samples)
         teacher_inputs = inputs if teacher_inputs is None else teacher_inputs
-        with torch.no_grad(), self.teacher_recorder:
-            try:
-                teacher_forward(self.teacher, teacher_inputs, data_samples)
-            except Exception as err:
-                shape = tuple(getattr(teacher_inputs, 'shape', ()))
-                raise _rewrap(err, f'teacher {self.teacher_source} failed on inputs of shape '
-                              f'{shape}: {_message(err)}') from err
+        try:
+            teacher_feats = self.source.outputs(teacher_inputs, data_samples)
+        except Exception as err:
+            shape = tuple(getattr(teacher_inputs, 'shape', ()))
+            raise _rewrap(err, f'teacher {self.teacher_source} failed on inputs of shape '
+                          f'{shape}: {_message(err)}') from err
         context = self._context(data_samples)
         for spec, term in zip(self.term_specs, self.terms):
             with term_errors(spec):
                 student_feat = self.student_recorder.get(spec['student'])
-                teacher_feat = self.teacher_recorder.get(spec['teacher'])
+                teacher_feat = teacher_feats[spec['teacher']]
                 if not self._ranks_checked:
                     term.check(teacher_feat.dim())
                 check_connector(term.connector, spec, student_feat, teacher_feat)

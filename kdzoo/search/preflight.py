@@ -16,9 +16,10 @@ def check(config: str, work_dir: str) -> None:
     from mmengine.config import Config
     from mmengine.runner import Runner
 
+    from kdzoo.teaching import apply_teaching
     from kdzoo.utils import register_all_modules
     register_all_modules()
-    cfg = Config.fromfile(config)
+    cfg = apply_teaching(Config.fromfile(config))
     cfg.work_dir = work_dir
     cfg.launcher = 'none'
     cfg.log_level = 'WARNING'

@@ -16,6 +16,7 @@ def register_all_modules(init_default_scope: bool = True) -> None:
     import kdzoo.evaluation  # noqa: F401
     import kdzoo.kd  # noqa: F401
     import kdzoo.models  # noqa: F401
+    import kdzoo.teaching  # noqa: F401
     if not init_default_scope:
         return
     current = DefaultScope.get_current_instance()
