@@ -35,7 +35,7 @@ SEARCH_DEFAULTS = dict(
 DIRECTIONS = ('maximize', 'minimize')
 #: Keys of ``search.proxy``.
 PROXY_KEYS = ('train_indices', 'val_indices', 'max_epochs', 'max_iters', 'val_interval',
-              'cfg_options', 'suppression', 'good_enough')
+              'cfg_options', 'suppression', 'good_enough', 'teacher_store')
 #: ``search.proxy`` keys that add a training hook to the trial configs.
 PROXY_HOOKS = dict(suppression='LossSuppressionHook', good_enough='EarlyStopOnGoodEnoughHook')
 
@@ -122,11 +122,19 @@ def apply_proxy(cfg: Config, proxy: Optional[dict]) -> Config:
     it), ``max_iters``, ``val_interval``, and ``cfg_options`` (any other dotted overrides).
     ``suppression`` / ``good_enough`` (dicts of arguments, ``True`` for the defaults) add a
     :class:`~kdzoo.engine.LossSuppressionHook` / :class:`~kdzoo.engine.EarlyStopOnGoodEnoughHook`
-    to ``custom_hooks``.
+    to ``custom_hooks``. ``teacher_store`` (a directory built by
+    ``tools/build_teacher_store.py``) sets ``teaching.store``: every trial reads the
+    teacher's outputs from it and runs no teacher (Auto-KD's proxy + offline setting).
     """
     proxy = dict(proxy or {})
     check_keys(proxy, PROXY_KEYS, 'search.proxy')
     options = {}
+    if proxy.get('teacher_store'):
+        if cfg.get('teaching') is None:
+            raise KeyError('search.proxy.teacher_store needs the base config to have a '
+                           "top-level teaching=dict(mode=..., size=...): the store holds the "
+                           "teacher's outputs on that mode's views")
+        options['teaching.store'] = proxy['teacher_store']
     if 'train_indices' in proxy:
         options['train_dataloader.dataset.indices'] = proxy['train_indices']
     if 'val_indices' in proxy:
