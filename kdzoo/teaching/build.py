@@ -69,8 +69,9 @@ class _Writer:
             shape = tuple(spec['shape'])
             if spec.get('topk'):
                 k = spec['topk']
+                index_dtype = 'int16' if shape[0] <= np.iinfo(np.int16).max else 'int32'
                 parts = {'.values': ((rows, views, k), spec['dtype']),
-                         '.indices': ((rows, views, k), 'int32'),
+                         '.indices': ((rows, views, k), index_dtype),
                          '.lse': ((rows, views), 'float32')}
             else:
                 parts = {'': ((rows, views) + shape, spec['dtype'])}

@@ -214,7 +214,7 @@ def compress_topk(logits: np.ndarray, k: int):
     values = np.take_along_axis(logits, index, axis=-1)
     top = logits.max(axis=-1, keepdims=True).astype(np.float64)
     lse = (top + np.log(np.exp(logits.astype(np.float64) - top).sum(-1, keepdims=True)))[..., 0]
-    return values, index.astype(np.int32), lse.astype(np.float32)
+    return values, index, lse.astype(np.float32)
 
 
 def expand_topk(values: np.ndarray, index: np.ndarray, lse: np.ndarray,
