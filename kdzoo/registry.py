@@ -45,7 +45,8 @@ DATASETS = Registry('dataset', parent=MMENGINE_DATASETS,
                     locations=['kdzoo.datasets', 'kdzoo.teaching'])
 DATA_SAMPLERS = Registry('data sampler', parent=MMENGINE_DATA_SAMPLERS,
                          locations=['kdzoo.datasets'])
-TRANSFORMS = Registry('transform', parent=MMENGINE_TRANSFORMS, locations=['kdzoo.datasets'])
+TRANSFORMS = Registry('transform', parent=MMENGINE_TRANSFORMS,
+                      locations=['kdzoo.datasets', 'kdzoo.teaching'])
 MODELS = Registry('model', parent=MMENGINE_MODELS, locations=['kdzoo.models'])
 MODEL_WRAPPERS = Registry('model_wrapper', parent=MMENGINE_MODEL_WRAPPERS,
                           locations=['kdzoo.models'])

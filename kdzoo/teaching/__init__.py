@@ -18,9 +18,10 @@ import kdzoo.models  # noqa: F401,I001
 from .config import apply_teaching
 from .dataset import FIXED_EPOCH, STORE_EPOCH, TeachingDataset, pick_replay
 from .modes import MODES, Teaching, ViewSpec, describe_teaching
+from .views import TeachingView
 from .sources import OnlineTeacher, StoredTeacher
 from .store import StoreMismatch, TeacherStore
 
 __all__ = ['MODES', 'Teaching', 'ViewSpec', 'describe_teaching', 'TeachingDataset',
            'pick_replay', 'FIXED_EPOCH', 'STORE_EPOCH', 'OnlineTeacher', 'StoredTeacher',
-           'TeacherStore', 'StoreMismatch', 'apply_teaching']
+           'TeacherStore', 'StoreMismatch', 'apply_teaching', 'TeachingView']

@@ -12,8 +12,13 @@ from typing import Tuple
 
 import mmcv
 import numpy as np
+from mmcv.transforms import BaseTransform
 
+from kdzoo.registry import TRANSFORMS
 from .modes import ViewSpec
+
+#: The view kinds (see :mod:`kdzoo.teaching.modes`).
+VIEW_KINDS = ('resize', 'cc', 'rc', 'ic')
 
 _LOG_RATIO = (math.log(3. / 4.), math.log(4. / 3.))
 
@@ -59,7 +64,7 @@ def draw_view(rng: np.random.Generator, spec: ViewSpec, h: int, w: int) -> Tuple
     elif spec.kind == 'ic':
         region = inception_crop_region(rng, h, w, spec.inception_scale)
     else:
-        raise ValueError(f'unknown view kind {spec.kind!r}; valid: resize, cc, rc, ic')
+        raise ValueError(f'unknown view kind {spec.kind!r}; valid: {", ".join(VIEW_KINDS)}')
     flip = bool(spec.flip and rng.random() < 0.5)
     return region, flip
 
@@ -88,5 +93,48 @@ def make_view(img: np.ndarray, spec: ViewSpec, seed: int) -> np.ndarray:
     return cut_view(img, region, flip, spec)
 
 
-__all__ = ['mild_crop_region', 'centre_crop_region', 'inception_crop_region', 'draw_view',
-           'cut_view', 'make_view']
+
+
+@TRANSFORMS.register_module()
+class TeachingView(BaseTransform):
+    """A teaching view as an ordinary pipeline step, e.g. a student trained alone on the
+    same augmentation as a FunMatch student::
+
+        dict(type='TeachingView', kind='ic', size=224)   # inception crop + flip
+        dict(type='TeachingView', kind='rc', size=224)   # BiT's mild random crop + flip
+
+    The view's seed is drawn from numpy's global RNG, which kdzoo's datasets seed per
+    sample (:mod:`kdzoo.datasets.seeding`), so the step replays like any other.
+
+    Args:
+        kind: ``resize``, ``cc`` (centre crop), ``rc`` (mild random crop) or ``ic``
+            (inception crop).
+        size: output size (int or (h, w)).
+        crop_fraction, inception_scale, flip, interpolation: see
+            :class:`~kdzoo.teaching.Teaching`.
+    """
+
+    def __init__(self, kind: str, size, crop_fraction: float = 0.875,
+                 inception_scale: Tuple[float, float] = (0.08, 1.0), flip: bool = True,
+                 interpolation: str = 'bilinear'):
+        if kind not in VIEW_KINDS:
+            raise ValueError(f'TeachingView kind={kind!r}; valid: {", ".join(VIEW_KINDS)}')
+        h, w = (size, size) if isinstance(size, int) else tuple(size)
+        self.spec = ViewSpec(kind=kind, size=(int(h), int(w)), crop_fraction=crop_fraction,
+                             inception_scale=tuple(inception_scale), flip=flip,
+                             interpolation=interpolation)
+
+    def transform(self, results: dict) -> dict:
+        img = results['img']
+        view = make_view(img if img.ndim == 3 else img[..., None], self.spec,
+                         int(np.random.randint(0, 2**63 - 1, dtype=np.int64)))
+        results['img'] = view
+        results['img_shape'] = view.shape[:2]
+        return results
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}({self.spec})'
+
+
+__all__ = ['VIEW_KINDS', 'mild_crop_region', 'centre_crop_region', 'inception_crop_region',
+           'draw_view', 'cut_view', 'make_view', 'TeachingView']

@@ -157,3 +157,15 @@ def test_shampoo_is_an_mmengine_optimizer():
         opt.step()
         opt.zero_grad()
         assert not torch.equal(before, net.weight)
+
+
+def test_a_teaching_view_is_also_an_ordinary_pipeline_step(fmnist_root):
+    from kdzoo.datasets import FashionMNIST, SeededIndex
+    with pytest.raises(ValueError, match='valid: resize, cc, rc, ic'):
+        FashionMNIST(data_root=fmnist_root, pipeline=[dict(type='kdzoo.TeachingView', kind='xx',
+                                                           size=28)])
+    ds = FashionMNIST(data_root=fmnist_root, indices=8, pipeline=[
+        dict(type='kdzoo.TeachingView', kind='ic', size=20), dict(type='kdzoo.PackClsInputs')])
+    a, b = ds[SeededIndex(3, 0, 0)], ds[SeededIndex(3, 0, 0)]
+    assert a['inputs'].shape == (1, 20, 20) and torch.equal(a['inputs'], b['inputs'])
+    assert not torch.equal(a['inputs'], ds[SeededIndex(3, 0, 1)]['inputs'])
