@@ -14,12 +14,12 @@ from kdzoo.kd import DistillTerm
 from kdzoo.kd.term import TERM_KEYS
 from kdzoo.registry import CONNECTORS, MODELS
 from kdzoo.teaching.modes import Teaching, describe_teaching
-from kdzoo.teaching.sources import OnlineTeacher, StoredTeacher, file_sha256
 from kdzoo.teaching.store import TeacherStore
 from kdzoo.utils.config_keys import check_keys, missing_keys
 from .classifier import gt_labels_of
 from .pool import TeacherPool
 from .recorder import FeatureRecorder, find_module, parse_source
+from .sources import OnlineTeacher, StoredTeacher, file_sha256
 from .teachers import build_teacher, teacher_config
 
 

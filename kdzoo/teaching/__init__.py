@@ -5,23 +5,19 @@
 - :mod:`~kdzoo.teaching.views`: the views, cut from the raw image (mild random crop,
   centre crop, inception crop, resize), seeded, at each side's own resolution.
 - :mod:`~kdzoo.teaching.dataset`: ``TeachingDataset``, the views of one raw image.
-- :mod:`~kdzoo.teaching.sources`: the teacher's outputs from an online model or a store.
+- :mod:`kdzoo.models.sources`: the teacher's outputs from an online model or a store.
 - :mod:`~kdzoo.teaching.store` and :mod:`~kdzoo.teaching.build`: the offline teacher store
   (Auto-KD), aligned with augmentation by replayable views.
 - :mod:`~kdzoo.teaching.config`: a config's ``teaching`` applied to model and data.
 
 Mixup (``funmatch``) is batch-level: the distiller's data preprocessor does it.
 """
-# The distiller imports this package's sources, which import kdzoo.models' recorder:
-# load kdzoo.models first so that either package can be imported first.
-import kdzoo.models  # noqa: F401,I001
 from .config import apply_teaching
 from .dataset import FIXED_EPOCH, STORE_EPOCH, TeachingDataset, pick_replay
 from .modes import MODES, Teaching, ViewSpec, describe_teaching
-from .views import TeachingView
-from .sources import OnlineTeacher, StoredTeacher
 from .store import StoreMismatch, TeacherStore
+from .views import TeachingView
 
 __all__ = ['MODES', 'Teaching', 'ViewSpec', 'describe_teaching', 'TeachingDataset',
-           'pick_replay', 'FIXED_EPOCH', 'STORE_EPOCH', 'OnlineTeacher', 'StoredTeacher',
-           'TeacherStore', 'StoreMismatch', 'apply_teaching', 'TeachingView']
+           'pick_replay', 'FIXED_EPOCH', 'STORE_EPOCH', 'TeacherStore', 'StoreMismatch',
+           'apply_teaching', 'TeachingView']

@@ -17,7 +17,6 @@ from mmengine.config import Config
 from kdzoo.utils.files import read_json, write_json
 from .config import apply_teaching
 from .modes import Teaching
-from .sources import OnlineTeacher, file_sha256
 from .store import (FORMAT, MANIFEST, StoreMismatch, compress_topk, differences,
                     output_file, shard_bounds, shard_dir, store_views, teacher_view_record)
 
@@ -42,6 +41,7 @@ def build_parts(cfg: Config):
 
 def _manifest(model, dataset, teaching: Teaching, seed: int, replays: int, shards: int,
               shapes: dict, dtype: str, topk: Optional[int]) -> dict:
+    from kdzoo.models.sources import file_sha256
     ckpt = model.teacher_checkpoint_file
     outputs = {}
     for path, shape in shapes.items():
@@ -119,6 +119,7 @@ def build_store(cfg: Config, out: str, replays: int = 4, dtype: str = 'float32',
     index, shards = shard
     if not 0 <= index < shards:
         raise ValueError(f'shard {index}/{shards}: need 0 <= i < n')
+    from kdzoo.models.sources import OnlineTeacher  # kdzoo.models imports this package
     seed = int(cfg.get('randomness', {}).get('seed') or 0) if seed is None else int(seed)
     model, dataset = build_parts(cfg)
     teaching = dataset.teaching

@@ -169,3 +169,13 @@ def test_a_teaching_view_is_also_an_ordinary_pipeline_step(fmnist_root):
     a, b = ds[SeededIndex(3, 0, 0)], ds[SeededIndex(3, 0, 0)]
     assert a['inputs'].shape == (1, 20, 20) and torch.equal(a['inputs'], b['inputs'])
     assert not torch.equal(a['inputs'], ds[SeededIndex(3, 0, 1)]['inputs'])
+
+
+def test_the_imagenet_recipe_keeps_loading_and_cuts_the_teacher_at_384():
+    from kdzoo.teaching import apply_teaching
+    cfg = apply_teaching(Config.fromfile('configs/funmatch/funmatch_imagenet_bit.py'))
+    dataset = cfg.train_dataloader.dataset
+    assert dataset.type == 'TeachingDataset' and dataset.teacher_views
+    assert [s['type'] for s in dataset.dataset.pipeline] == ['mmcv.LoadImageFromFile']
+    assert cfg.model.teaching.teacher_size == 384 and cfg.model.teaching.size == 224
+    assert cfg.optim_wrapper.clip_grad.max_norm == 1.0

@@ -1,4 +1,5 @@
-"""Where the teacher's outputs come from: an online model, or a teacher store.
+"""Where the teacher's outputs come from: an online model, or a teacher store
+(:mod:`kdzoo.teaching.store`).
 
 Both give ``{teacher path: tensor}`` for a training batch, so the distill terms do not
 know which one they read.
@@ -11,9 +12,9 @@ from typing import Dict, Sequence
 import torch
 from torch import nn
 
-from kdzoo.models.recorder import FeatureRecorder
-from kdzoo.models.teachers import teacher_forward
-from .store import TeacherStore
+from kdzoo.teaching.store import TeacherStore
+from .recorder import FeatureRecorder
+from .teachers import teacher_forward
 
 
 class OnlineTeacher:
