@@ -206,17 +206,9 @@ class SeededSamplesMixin:
             return super().__getitem__(int(index))
 
 
-@DATASETS.register_module()
-class SeededDataset:
-    """Wrap any dataset (mmdet's, mmseg's, ...) so that its pipeline is seeded per sample,
-    as :class:`SeededSamplesMixin` does for kdzoo's datasets::
-
-        train_dataloader = dict(sampler=dict(type='SeededSampler'),
-                                dataset=dict(type='SeededDataset',
-                                             dataset=dict(type='mmdet.CocoDataset', ...)))
-
-    ``metainfo`` and every other attribute are the wrapped dataset's.
-    """
+class DatasetWrapper:
+    """A dataset around ``dataset`` (built from a dict if needed): its length, and every
+    attribute it does not define itself (``metainfo``, ...), are the wrapped dataset's."""
 
     def __init__(self, dataset):
         if isinstance(dataset, dict):
@@ -230,6 +222,19 @@ class SeededDataset:
         if name == 'dataset':  # not set yet (e.g. while unpickling)
             raise AttributeError(name)
         return getattr(self.dataset, name)
+
+
+@DATASETS.register_module()
+class SeededDataset(DatasetWrapper):
+    """Wrap any dataset (mmdet's, mmseg's, ...) so that its pipeline is seeded per sample,
+    as :class:`SeededSamplesMixin` does for kdzoo's datasets::
+
+        train_dataloader = dict(sampler=dict(type='SeededSampler'),
+                                dataset=dict(type='SeededDataset',
+                                             dataset=dict(type='mmdet.CocoDataset', ...)))
+
+    ``metainfo`` and every other attribute are the wrapped dataset's.
+    """
 
     def __getitem__(self, idx):
         seed = getattr(idx, 'sample_seed', None)
@@ -245,4 +250,5 @@ class SeededDataset:
 
 
 __all__ = ['sample_seed', 'step_seed', 'seed_rngs', 'seeded_rngs', 'SeededIndex',
-           'SeededSampler', 'SeededInfiniteSampler', 'SeededSamplesMixin', 'SeededDataset']
+           'DatasetWrapper', 'SeededSampler', 'SeededInfiniteSampler', 'SeededSamplesMixin',
+           'SeededDataset']

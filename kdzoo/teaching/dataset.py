@@ -23,7 +23,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from kdzoo.datasets.seeding import _derive, sample_seed
+from kdzoo.datasets.seeding import DatasetWrapper, _derive, sample_seed
 from kdzoo.registry import DATASETS, TRANSFORMS
 from .modes import Teaching
 from .views import make_view
@@ -40,7 +40,7 @@ def pick_replay(seed: int, epoch: int, index: int, replays: int, stream: int = 0
 
 
 @DATASETS.register_module()
-class TeachingDataset:
+class TeachingDataset(DatasetWrapper):
     """Wrap ``dataset`` (built from a dict if needed) to yield the views of ``teaching``.
 
     Args:
@@ -57,9 +57,7 @@ class TeachingDataset:
 
     def __init__(self, dataset, teaching, pack: Optional[dict] = None,
                  teacher_views: bool = True):
-        if isinstance(dataset, dict):
-            dataset = DATASETS.build(dataset)
-        self.dataset = dataset
+        super().__init__(dataset)
         self.teaching = Teaching.from_cfg(teaching)
         self.pack = TRANSFORMS.build(pack or dict(type='PackClsInputs'))
         self.teacher_views = bool(teacher_views)
@@ -78,14 +76,6 @@ class TeachingDataset:
         n = len(self.dataset)
         h = _content_hash(self.dataset, n)
         return dict(type=type(self.dataset).__name__, length=n, content=h)
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getattr__(self, name):
-        if name == 'dataset':  # not set yet (e.g. while unpickling)
-            raise AttributeError(name)
-        return getattr(self.dataset, name)
 
     def __getitem__(self, idx):
         seed, epoch = getattr(idx, 'seed', None), getattr(idx, 'epoch', None)

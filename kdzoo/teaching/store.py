@@ -24,7 +24,6 @@ rest is filled so that at ``tau=1`` the k kept probabilities are exact and the r
 mass is spread evenly over the other classes (FKD's soft-label compression).
 """
 import json
-import os
 import os.path as osp
 import re
 from typing import Dict, Iterable, Optional, Sequence
