@@ -1,3 +1,4 @@
+from .autokd_reward import AutoKDRewardHook, autokd_reward  # noqa: F401
 from .distributed import (CPUDistributedDataParallel, setup_cpu_distributed,
                           teardown_distributed)
 from .dynakd import DynaKDSearchHook, HeldOutSplit, held_out_indices  # noqa: F401

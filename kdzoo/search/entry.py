@@ -100,6 +100,19 @@ def build_search(settings: Dict[str, Any], space: SearchSpace, storage, evaluate
                   TrialBook(study, storage), evaluate, work_dir, runner, max_epochs)
 
 
+def check_reward_terms(searcher, cfg: Config) -> None:
+    """``reward='autokd'`` needs the trials to log CE and CKA: an ``AutoKDRewardHook``
+    (``search.proxy.autokd_reward=dict(student=..., teacher=...)``)."""
+    if not isinstance(searcher, dict) or searcher.get('reward') != 'autokd':
+        return
+    hooks = [str(h.get('type', '')).split('.')[-1] for h in cfg.get('custom_hooks') or []]
+    if 'AutoKDRewardHook' not in hooks:
+        raise SearchError(
+            "searcher reward='autokd' needs each trial's validation CE and CKA: set "
+            "search.proxy.autokd_reward=dict(student='backbone.fc', teacher='backbone.fc') "
+            '(the student and teacher features whose CKA counts); no trial was run')
+
+
 def prepare_search(cfg: Config, work_dir: str, *, study_name: str = 'search',
                    n_trials: Optional[int] = None, storage: Optional[str] = None,
                    cmdline_options: Optional[dict] = None, train_script: Optional[str] = None,
@@ -126,6 +139,7 @@ def prepare_search(cfg: Config, work_dir: str, *, study_name: str = 'search',
                                    if not k.startswith('search.')})
     searcher_name = settings['searcher'] if isinstance(settings['searcher'], str) else \
         settings['searcher'].get('type')
+    check_reward_terms(settings['searcher'], proxy_cfg)
     runner = TrialRunner(
         proxy_cfg, space, work_dir,
         objective=Objective(settings['metric'], settings['direction']), full_cfg=full_cfg,

@@ -35,9 +35,10 @@ SEARCH_DEFAULTS = dict(
 DIRECTIONS = ('maximize', 'minimize')
 #: Keys of ``search.proxy``.
 PROXY_KEYS = ('train_indices', 'val_indices', 'max_epochs', 'max_iters', 'val_interval',
-              'cfg_options', 'suppression', 'good_enough', 'teacher_store')
+              'cfg_options', 'suppression', 'good_enough', 'teacher_store', 'autokd_reward')
 #: ``search.proxy`` keys that add a training hook to the trial configs.
-PROXY_HOOKS = dict(suppression='LossSuppressionHook', good_enough='EarlyStopOnGoodEnoughHook')
+PROXY_HOOKS = dict(suppression='LossSuppressionHook', good_enough='EarlyStopOnGoodEnoughHook',
+                   autokd_reward='AutoKDRewardHook')
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,8 @@ def apply_proxy(cfg: Config, proxy: Optional[dict]) -> Config:
     it), ``max_iters``, ``val_interval``, and ``cfg_options`` (any other dotted overrides).
     ``suppression`` / ``good_enough`` (dicts of arguments, ``True`` for the defaults) add a
     :class:`~kdzoo.engine.LossSuppressionHook` / :class:`~kdzoo.engine.EarlyStopOnGoodEnoughHook`
-    to ``custom_hooks``. ``teacher_store`` (a directory built by
+    to ``custom_hooks``; ``autokd_reward=dict(student=PATH, teacher=PATH)`` adds an
+    :class:`~kdzoo.engine.AutoKDRewardHook` (the terms of ``reward='autokd'``). ``teacher_store`` (a directory built by
     ``tools/build_teacher_store.py``) sets ``teaching.store``: every trial reads the
     teacher's outputs from it and runs no teacher (Auto-KD's proxy + offline setting).
     """
