@@ -7,6 +7,7 @@ from .hooks import StudentCheckpointHook
 from .interrupt import DeferredInterrupt, InterruptHook
 from .optimizers import SHAMPOO_OPTIMIZERS  # noqa: F401  (registers Shampoo)
 from .proxy_hooks import EarlyStopOnGoodEnoughHook, LossSuppressed, LossSuppressionHook
+from .sparse import SparseTrainingHook  # noqa: F401
 from .seeding import KDZOO_DEFAULT_HOOKS, StepSeedHook, with_kdzoo_default_hooks
 
 __all__ = ['StudentCheckpointHook', 'CPUDistributedDataParallel', 'setup_cpu_distributed',

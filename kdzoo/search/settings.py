@@ -35,10 +35,11 @@ SEARCH_DEFAULTS = dict(
 DIRECTIONS = ('maximize', 'minimize')
 #: Keys of ``search.proxy``.
 PROXY_KEYS = ('train_indices', 'val_indices', 'max_epochs', 'max_iters', 'val_interval',
-              'cfg_options', 'suppression', 'good_enough', 'teacher_store', 'autokd_reward')
+              'cfg_options', 'suppression', 'good_enough', 'teacher_store', 'autokd_reward',
+              'sparse')
 #: ``search.proxy`` keys that add a training hook to the trial configs.
 PROXY_HOOKS = dict(suppression='LossSuppressionHook', good_enough='EarlyStopOnGoodEnoughHook',
-                   autokd_reward='AutoKDRewardHook')
+                   autokd_reward='AutoKDRewardHook', sparse='SparseTrainingHook')
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,9 @@ def apply_proxy(cfg: Config, proxy: Optional[dict]) -> Config:
     ``suppression`` / ``good_enough`` (dicts of arguments, ``True`` for the defaults) add a
     :class:`~kdzoo.engine.LossSuppressionHook` / :class:`~kdzoo.engine.EarlyStopOnGoodEnoughHook`
     to ``custom_hooks``; ``autokd_reward=dict(student=PATH, teacher=PATH)`` adds an
-    :class:`~kdzoo.engine.AutoKDRewardHook` (the terms of ``reward='autokd'``). ``teacher_store`` (a directory built by
+    :class:`~kdzoo.engine.AutoKDRewardHook` (the terms of ``reward='autokd'``);
+    ``sparse=dict(sparsity=0.5, ...)`` a :class:`~kdzoo.engine.SparseTrainingHook` (Auto-KD's
+    sparse training). ``teacher_store`` (a directory built by
     ``tools/build_teacher_store.py``) sets ``teaching.store``: every trial reads the
     teacher's outputs from it and runs no teacher (Auto-KD's proxy + offline setting).
     """

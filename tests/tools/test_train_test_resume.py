@@ -139,3 +139,34 @@ def test_killed_training_resumes_to_the_same_weights(trained, tmp_path, fmnist_r
     assert expected.keys() == got.keys()
     differ = [k for k in expected if not torch.equal(got[k], expected[k])]
     assert not differ, f'{len(differ)} of {len(expected)} tensors differ: {differ[:5]}'
+
+
+def test_sparse_masks_stay_zero_and_survive_resume(tmp_path, fmnist_root):
+    """Sparse training (50 %, growing over the first half): after every optimizer step the
+    masked weights are zero, and a run killed after epoch 1 and resumed ends with the
+    weights (and the zeros) of an uninterrupted run."""
+    config = tmp_path / 'sparse.py'
+    config.write_text(
+        f"_base_ = ['{ROOT}/configs/fashion_mnist/student_fmnist.py']\n"
+        "custom_hooks = [dict(type='SparseTrainingHook', sparsity=0.5, start=0.0, end=0.5,"
+        " interval=4)]\n")
+    options = ('train_cfg.max_epochs=3', 'param_scheduler.0.T_max=3')
+    full_dir, killed_dir = tmp_path / 'full', tmp_path / 'killed'
+    run(train_cmd(str(config), full_dir, fmnist_root, *options))
+    proc = kill_after_first_checkpoint(
+        train_cmd(str(config), killed_dir, fmnist_root, *options), killed_dir)
+    proc.wait()
+    assert not (killed_dir / 'epoch_3.pth').exists(), 'training ended before it was killed'
+    run(train_cmd(str(config), killed_dir, fmnist_root, *options) + ['--resume'])
+    for epoch in (1, 2, 3):  # the mask in force at each checkpoint zeroes its weights
+        ckpt = torch.load(full_dir / f'epoch_{epoch}.pth', weights_only=False)
+        for name, mask in ckpt['sparse_masks']['masks'].items():
+            assert (ckpt['state_dict'][name][~mask] == 0).all()
+    final = torch.load(full_dir / 'epoch_3.pth', weights_only=False)['sparse_masks']
+    assert final['current'] == 0.5
+    masks = final['masks']
+    assert sum(int((~m).sum()) for m in masks.values()) == \
+        sum(int(m.numel() * 0.5) for m in masks.values())
+    expected, got = final_weights(full_dir, 3), final_weights(killed_dir, 3)
+    differ = [k for k in expected if not torch.equal(got[k], expected[k])]
+    assert not differ, f'{len(differ)} of {len(expected)} tensors differ: {differ[:5]}'

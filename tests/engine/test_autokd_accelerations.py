@@ -1,5 +1,6 @@
-"""Auto-KD's reward: CE and CKA measured on the validation data, logged, and read by the
-search; a search asking for it without the features fails before any trial."""
+"""Auto-KD's accelerations and reward: CE and CKA measured on the validation data, logged
+and read by the search (a search asking for the reward without the features fails before any
+trial); the sparse-training schedule."""
 import math
 import subprocess
 import sys
@@ -96,3 +97,15 @@ def test_the_hook_refuses_a_distiller_without_an_online_teacher():
     runner = type('R', (), {'model': torch.nn.Linear(2, 2)})()
     with pytest.raises(ValueError, match='online teacher'):
         hook.before_train(runner)
+
+
+def test_the_sparsity_schedule_is_zhu_and_guptas_cubic():
+    from kdzoo.engine.sparse import SparseTrainingHook, cubic_sparsity
+    assert cubic_sparsity(0.8, 0.0) == 0.0
+    assert cubic_sparsity(0.8, 0.5) == pytest.approx(0.8 * (1 - 0.5 ** 3))
+    assert cubic_sparsity(0.8, 2.0) == pytest.approx(0.8)
+    hook = SparseTrainingHook(sparsity=0.8, start=0.2, end=0.6)
+    assert hook.sparsity_at(20, 100) == 0.0 and hook.sparsity_at(60, 100) == pytest.approx(0.8)
+    assert SparseTrainingHook(sparsity=0.5).sparsity_at(0, 100) == 0.5  # from the start
+    with pytest.raises(ValueError, match=r'sparsity=1.0 must be in \[0, 1\)'):
+        SparseTrainingHook(sparsity=1.0)
