@@ -491,7 +491,8 @@ class Distiller(BaseModel):
     @staticmethod
     def _context(data_samples) -> dict:
         hub = MessageHub.get_current_instance()
-        return dict(gt_labels=gt_labels_of(data_samples),
+        sample_idx = data_samples.get('sample_idx') if isinstance(data_samples, dict) else None
+        return dict(gt_labels=gt_labels_of(data_samples), sample_idx=sample_idx,
                     epoch=hub.get_info('epoch', 0), iter=hub.get_info('iter', 0))
 
 

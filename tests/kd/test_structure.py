@@ -156,8 +156,10 @@ def test_at_distance_uses_the_satt_transform():
 
 EPS_DEFAULTS = {'bn': 1e-5, 'norm_C': 1e-12, 'norm_HW': 1e-12, 'norm_N': 1e-12,
                 'minmax': 1e-8, 'standardize': 1e-7, 'sqrt': 1e-6, 'sample_sim': 1e-12,
-                'satt': 1e-12, 'catt': 1e-12, 'pts': 1e-12, 'sn': 1e-5, 'sm': 1e-5}
-EPS_DISTANCE_DEFAULTS = {'cosine': 1e-8, 'pearson': 1e-8, 'dist': 1e-8, 'barlow': 1e-5}
+                'satt': 1e-12, 'catt': 1e-12, 'pts': 1e-12, 'sn': 1e-5, 'sm': 1e-5,
+                'rkd_distance': 1e-12, 'rkd_angle': 1e-12}
+EPS_DISTANCE_DEFAULTS = {'cosine': 1e-8, 'pearson': 1e-8, 'dist': 1e-8, 'barlow': 1e-5,
+                         'pkt': 1e-7, 'vid': 1e-5, 'crd': 1e-7}
 
 
 def test_eps_argument_defaults_and_overrides():
