@@ -11,6 +11,8 @@ samplers        MCTS and per-trial seeded Optuna samplers
 searchers       the searchers (random, grid, MCTS, NSGA-II) and their base class
 operations      successive halving's per-operation sampling probabilities, rung roles
 halving         successive halving: the rung planner and its searcher
+pareto          non-dominated sorting and crowding distance
+uniads          UniADS: multi-objective successive halving with NSGA-II candidates
 loop            the one search loop
 runner          trains a trial with tools/train.py in a child process
 report, plots   results tables, plots, best configs
@@ -20,6 +22,7 @@ entry           prepare / run / report a search (tools/search.py, the tabular be
 from .entry import (Search, build_search, load_search, prepare_search, run_search,
                     write_search_report)
 from .halving import RungPlanner, SuccessiveHalvingSearcher, rung_schedule
+from .uniads import UniADSSearcher
 from .loop import SearchLoop
 from .operations import OperationSampler
 from .protocol import Job, Plan, Reject, SearchState, TrialResult
@@ -34,7 +37,7 @@ from .space import Decision, SearchSpace
 from .storage import open_storage, open_study
 from .trials import TrialBook
 
-__all__ = [
+__all__ = ['UniADSSearcher', 
     'Search', 'build_search', 'load_search', 'prepare_search', 'run_search', 'write_search_report',
     'SearchSpace', 'Decision', 'MCTSSampler', 'SeededRandomSampler', 'SeededNSGAIISampler',
     'build_tree', 'select_path', 'ucb_score', 'BaseSearcher', 'RandomSearcher',

@@ -21,7 +21,7 @@ and ``sh_probabilities`` (the current sampling probabilities) are records.
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 from optuna.samplers import BaseSampler
 from optuna.study import Study
@@ -86,6 +86,11 @@ class Step:
                     sh_candidate=self.candidate)
 
 
+def rank_by_metric(trials: Sequence[FrozenTrial], state: SearchState) -> List[FrozenTrial]:
+    """Best metric first (ties: the earlier trial)."""
+    return sorted(trials, key=lambda t: (-state.sign * t.values[0], t.number))
+
+
 @dataclass
 class RungPlanner:
     """Decides the next evaluation of successive halving from the stored trials (pure)."""
@@ -94,6 +99,8 @@ class RungPlanner:
     brackets: int = 1
     refill: bool = False
     max_refills: Optional[int] = None
+    #: orders a rung's completed trials best first (default: by the metric)
+    rank: Optional[Callable[[Sequence[FrozenTrial], SearchState], List[FrozenTrial]]] = None
 
     @property
     def n0(self) -> int:
@@ -146,7 +153,7 @@ class RungPlanner:
                 previous = [t for t in before if t.state == TrialState.COMPLETE]
                 if len(previous) <= 1:
                     break  # one candidate (or none) left: this bracket is done
-                ranked = sorted(previous, key=lambda t: (-state.sign * t.values[0], t.number))
+                ranked = (self.rank or rank_by_metric)(previous, state)
                 eliminated |= {t.user_attrs['sh_candidate'] for t in ranked[n_keep:]}
                 evaluated = {t.user_attrs['sh_candidate'] for t in done}
                 for t in ranked[:n_keep]:
@@ -238,6 +245,8 @@ class SuccessiveHalvingSearcher(BaseSearcher):
         self.planner: Optional[RungPlanner] = None
         self._priors: Optional[Dict[str, List[float]]] = None
 
+    rank = None  # a rung's survivors: by the metric (see RungPlanner)
+
     # --- sampling ---
     def _use_space(self, space: SearchSpace) -> None:
         if self.space is not space:
@@ -295,7 +304,7 @@ class SuccessiveHalvingSearcher(BaseSearcher):
                 raise RuntimeError(f'trial {t.number} was left RUNNING by a stopped worker; '
                                    f'run the search again with --resume to retry it')
         self.planner = RungPlanner(space, schedule, self.brackets, self.refill,
-                                   self.max_refills)
+                                   self.max_refills, rank=self.rank)
         self.max_budget_ = int(max_budget)
         rungs = ', '.join(f'{n} x {b} epoch{"s" if b > 1 else ""}' for n, b in schedule)
         return Plan(records={SCHEDULE_ATTR: record},
@@ -379,4 +388,5 @@ class SuccessiveHalvingSearcher(BaseSearcher):
 
 
 __all__ = ['SuccessiveHalvingSearcher', 'RungPlanner', 'Step', 'rung_schedule',
+           'rank_by_metric',
            'SCHEDULE_ATTR', 'ELIMINATED_ATTR', 'PROBABILITIES_ATTR']
