@@ -20,65 +20,32 @@ Writes ``WORK_DIR/results.json``, ``docs/funmatch_fmnist.md``,
 ``docs/funmatch_fmnist_card.json`` and ``docs/funmatch_patience.png``.
 """
 import argparse
-import glob
 import json
-import os
 import os.path as osp
 import platform
-import statistics
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from kdzoo.benchmarks.runs import mean_std, train_run  # noqa: E402
 CONFIG = 'configs/funmatch/funmatch_fmnist.py'
 TEACHER = 'configs/fashion_mnist/teacher_fmnist.py'
 MODES = ('fix/rs', 'fix/cc', 'fix/ic_ens', 'ind/rc', 'ind/ic', 'same/rc', 'same/ic',
          'funmatch')
 PATIENCE_MODES = ('fix/rs', 'same/ic', 'funmatch')
-METRIC = 'accuracy/top1'
 
 
 def log(message: str) -> None:
     print(time.strftime('%H:%M:%S'), message, flush=True)
 
 
-def last_metric(work_dir: str) -> float:
-    """The last logged ``accuracy/top1`` of a run (MMEngine's scalars.json)."""
-    files = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
-    value = None
-    for file in files:
-        with open(file) as f:
-            for line in f:
-                record = json.loads(line)
-                if METRIC in record:
-                    value = record[METRIC]
-    if value is None:
-        raise RuntimeError(f'{work_dir}: no {METRIC} logged')
-    return float(value)
-
-
 def train(run_dir: str, config: str, options: dict) -> dict:
-    """``tools/train.py config --cfg-options ...`` in ``run_dir`` (cached)."""
-    result_file = osp.join(run_dir, 'result.json')
-    if osp.isfile(result_file):
-        with open(result_file) as f:
-            return json.load(f)
-    os.makedirs(run_dir, exist_ok=True)
-    cmd = [sys.executable, 'tools/train.py', config, '--work-dir', run_dir, '--cfg-options']
-    cmd += [f'{k}={v}' for k, v in options.items()]
-    with open(osp.join(run_dir, 'command.txt'), 'w') as f:
-        f.write(' '.join(cmd) + '\n')
-    start = time.time()
-    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
-    if proc.returncode:
-        raise RuntimeError(f'{run_dir} failed:\n{proc.stderr[-3000:]}')
-    result = dict(test_top1=last_metric(run_dir), seconds=round(time.time() - start, 1))
-    with open(result_file, 'w') as f:
-        json.dump(result, f)
-    return result
+    result = train_run(run_dir, config, options)
+    return dict(test_top1=result['value'], seconds=result['seconds'])
 
 
 def data_options(train_images: int) -> dict:
@@ -98,11 +65,6 @@ def student_options(mode: str, seed: int, epochs: int, train_images: int,
     if mode != 'funmatch':
         options['teaching.mixup_alpha'] = None
     return options
-
-
-def mean_std(values):
-    values = list(values)
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def main(argv=None):

@@ -1,0 +1,60 @@
+"""Evidence runs: one ordinary ``tools/train.py CONFIG --cfg-options ...`` call per number,
+cached, so the evidence scripts (``tools/analysis/*_fmnist.py``) continue where they
+stopped and every number can be re-run from ``RUN_DIR/command.txt``."""
+import glob
+import json
+import os
+import os.path as osp
+import statistics
+import subprocess
+import sys
+import time
+from typing import Dict, Sequence, Tuple
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def last_metric(work_dir: str, metric: str = 'accuracy/top1') -> float:
+    """The last logged ``metric`` of a run (MMEngine's ``scalars.json``)."""
+    value = None
+    for file in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
+        with open(file) as f:
+            for line in f:
+                record = json.loads(line)
+                if metric in record:
+                    value = record[metric]
+    if value is None:
+        raise RuntimeError(f'{work_dir}: no {metric} logged')
+    return float(value)
+
+
+def train_run(run_dir: str, config: str, options: Dict[str, object],
+              metric: str = 'accuracy/top1', threads: int = 1) -> dict:
+    """Train ``config`` with ``options`` in ``run_dir`` (one process, ``threads`` threads);
+    ``dict(value, seconds)``, cached in ``run_dir/result.json``."""
+    result_file = osp.join(run_dir, 'result.json')
+    if osp.isfile(result_file):
+        with open(result_file) as f:
+            return json.load(f)
+    os.makedirs(run_dir, exist_ok=True)
+    cmd = [sys.executable, 'tools/train.py', config, '--work-dir', run_dir, '--cfg-options']
+    cmd += [f'{k}={v}' for k, v in options.items()]
+    with open(osp.join(run_dir, 'command.txt'), 'w') as f:
+        f.write(' '.join(cmd) + '\n')
+    start = time.time()
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+    if proc.returncode:
+        raise RuntimeError(f'{run_dir} failed:\n{proc.stderr[-3000:]}')
+    result = dict(value=last_metric(run_dir, metric), seconds=round(time.time() - start, 1))
+    with open(result_file, 'w') as f:
+        json.dump(result, f)
+    return result
+
+
+def mean_std(values: Sequence[float]) -> Tuple[float, float]:
+    values = list(values)
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+__all__ = ['train_run', 'last_metric', 'mean_std']
