@@ -112,7 +112,7 @@ def main(argv=None):
             print(f'[search] {len(running)} trial(s) still RUNNING (other workers, or dead '
                   f'ones: --resume retries those)', flush=True)
     try:
-        best = write_search_report(search)
+        best = write_search_report(search, test=True)
     except OSError as err:
         print(f'[search] the report could not be written to {work_dir}: {err}', flush=True)
         return 1

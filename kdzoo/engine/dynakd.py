@@ -11,7 +11,7 @@ optimisation, alternating
 
 :class:`DynaKDSearchHook` runs the theta-step before every ``interval``-th training
 iteration, on a validation batch drawn from a split carved out of the training set
-(:func:`HeldOutSplit`), logs theta every iteration (``train/theta_<member>``) and every epoch
+(:func:`kdzoo.datasets.HeldOutSplit`), logs theta every iteration (``train/theta_<member>``) and every epoch
 (the log and ``WORK_DIR/theta.json``), and saves its optimizer state with the checkpoint, so
 a resumed search continues exactly (theta itself is a parameter of the distiller,
 ``pool.theta_logits``, saved with it).
@@ -20,75 +20,15 @@ import hashlib
 import json
 import os.path as osp
 import struct
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
-import numpy as np
 import torch
 from mmengine.hooks import Hook
 from mmengine.registry import FUNCTIONS
 
+from kdzoo.datasets.splits import HeldOutSplit, held_out_indices  # noqa: F401
 from kdzoo.registry import DATASETS, HOOKS
 from .hooks import unwrap
-
-HELD_OUT_PARTS = ('train', 'val')
-
-
-def held_out_indices(total: int, val_size: int, seed: int = 0,
-                     train_size: Optional[int] = None) -> Tuple[List[int], List[int]]:
-    """Split ``range(total)`` into a training part and a held-out validation part.
-
-    A permutation seeded by ``seed`` (numpy's ``default_rng``); its first ``val_size``
-    entries are the validation part, the next ``train_size`` (default: all the rest) the
-    training part; both sorted. The two are disjoint, and the same arguments give the same
-    split on every machine.
-    """
-    if not isinstance(val_size, int) or isinstance(val_size, bool) or not 0 < val_size < total:
-        raise ValueError(f'HeldOutSplit: val_size={val_size!r} must be an int in [1, {total}) '
-                         f'(the data set has {total} items)')
-    rest = total - val_size
-    if train_size is None:
-        train_size = rest
-    if not isinstance(train_size, int) or isinstance(train_size, bool) \
-            or not 0 < train_size <= rest:
-        raise ValueError(f'HeldOutSplit: train_size={train_size!r} must be an int in [1, '
-                         f'{rest}] ({total} items minus val_size={val_size})')
-    order = np.random.default_rng(int(seed)).permutation(total)
-    val = sorted(int(i) for i in order[:val_size])
-    train = sorted(int(i) for i in order[val_size:val_size + train_size])
-    return train, val
-
-
-@DATASETS.register_module()
-def HeldOutSplit(dataset: dict, part: str, val_size: int, seed: int = 0,
-                 train_size: Optional[int] = None):
-    """One part of a seeded train / validation split of a data set (e.g. Fashion-MNIST's
-    training split): ``part='val'`` the ``val_size`` held-out items, ``part='train'`` the
-    others (or ``train_size`` of them), as :func:`held_out_indices` says. The two parts of
-    the same ``(dataset, val_size, seed)`` never share an item::
-
-        train_dataloader = dict(dataset=dict(type='HeldOutSplit', part='train',
-            val_size=5000, seed=0, dataset=dict(type='FashionMNIST', split='train', ...)))
-        val_dataloader = dict(dataset=dict(type='HeldOutSplit', part='val', ...))
-
-    Returns the wrapped data set itself (an MMEngine ``BaseDataset`` cut with
-    ``get_subset_``), so its per-sample seeding and ``metainfo`` are unchanged.
-    """
-    if part not in HELD_OUT_PARTS:
-        raise ValueError(f'HeldOutSplit: part={part!r}; valid: {", ".join(HELD_OUT_PARTS)}')
-    if not isinstance(dataset, dict):
-        raise TypeError('HeldOutSplit: dataset must be a data set config dict')
-    if dataset.get('indices') is not None:
-        raise ValueError(f'HeldOutSplit: the inner dataset sets indices={dataset["indices"]!r}; '
-                         f'size the parts with val_size / train_size instead')
-    built = DATASETS.build(dataset)
-    if not hasattr(built, 'get_subset_'):
-        raise TypeError(f'HeldOutSplit: {type(built).__name__} is not an MMEngine BaseDataset '
-                        f'(it has no get_subset_)')
-    built.full_init()
-    train, val = held_out_indices(len(built), val_size, seed, train_size)
-    built.get_subset_(train if part == 'train' else val)
-    return built
-
 
 def val_batch_seed(seed: int, iteration: int) -> int:
     """The seed of the theta-step's validation batch at ``iteration``: ``blake2b`` of
@@ -259,5 +199,4 @@ class DynaKDSearchHook(Hook):
         self.history = list(state.get('history', []))
 
 
-__all__ = ['HeldOutSplit', 'held_out_indices', 'val_batch_seed', 'DynaKDSearchHook',
-           'HELD_OUT_PARTS']
+__all__ = ['HeldOutSplit', 'held_out_indices', 'val_batch_seed', 'DynaKDSearchHook']

@@ -13,11 +13,14 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 from mmengine.config import Config
 
+from kdzoo.utils.files import read_json, write_json
+
 from .loop import SearchLoop
-from .report import write_report
+from .report import add_test_result, write_report
 from .runner import TrialRunner
 from .searchers import BaseSearcher, build_searcher
-from .settings import Objective, apply_proxy, build_pruner, search_settings
+from .settings import (Objective, apply_proxy, apply_validation, build_pruner,
+                       search_settings)
 from .space import SearchSpace
 from .storage import open_storage, open_study
 from .trials import TrialBook
@@ -132,11 +135,16 @@ def prepare_search(cfg: Config, work_dir: str, *, study_name: str = 'search',
     raw = cfg.to_dict()
     raw.pop('search', None)
     full_cfg = Config(copy.deepcopy(raw), filename=cfg.filename)
-    proxy_cfg = apply_proxy(Config(copy.deepcopy(raw), filename=cfg.filename),
-                            settings['proxy'])
-    if cmdline_options:  # the command line wins over the proxy settings
-        proxy_cfg.merge_from_dict({k: v for k, v in cmdline_options.items()
-                                   if not k.startswith('search.')})
+    options = {k: v for k, v in (cmdline_options or {}).items() if not k.startswith('search.')}
+    # The command line edits the data sets before the validation split wraps them, and wins
+    # over the proxy settings.
+    data_keys = ('train_dataloader.dataset.', 'val_dataloader.dataset.')
+    proxy_cfg = Config(copy.deepcopy(raw), filename=cfg.filename)
+    proxy_cfg.merge_from_dict(options)
+    proxy_cfg, proxy = apply_validation(proxy_cfg, settings['validation'], settings['proxy'])
+    proxy_cfg = apply_proxy(proxy_cfg, proxy)
+    proxy_cfg.merge_from_dict({k: v for k, v in options.items()
+                               if not (settings['validation'] and k.startswith(data_keys))})
     searcher_name = settings['searcher'] if isinstance(settings['searcher'], str) else \
         settings['searcher'].get('type')
     check_reward_terms(settings['searcher'], proxy_cfg)
@@ -152,10 +160,45 @@ def prepare_search(cfg: Config, work_dir: str, *, study_name: str = 'search',
                         max_epochs=runner.max_epochs, config_path=config_path)
 
 
-def write_search_report(search: Search):
-    """Tables, plots and best configs under the work dir; returns the best trial."""
-    return write_report(search.study, search.space, search.searcher, search.work_dir,
+def write_search_report(search: Search, test: bool = False):
+    """Tables, plots and best configs under the work dir; returns the best trial.
+
+    ``test`` (once, when the search is over; ``tools/search.py`` does it): when the trials
+    were scored on a validation split (``search.validation``), the best trial's model is
+    evaluated on the config's test split, the only time a search reads it
+    (``best_test.json``; a column of ``results.csv`` and a line of ``results.md``).
+    """
+    best = write_report(search.study, search.space, search.searcher, search.work_dir,
                         search.objective.metric, search.runner)
+    if test and best is not None and search.settings.get('validation') \
+            and search.runner is not None:
+        metrics = test_best_trial(search, best)
+        if metrics is not None:
+            add_test_result(search.work_dir, best.number, search.objective.metric, metrics)
+    return best
+
+
+def test_best_trial(search: Search, best) -> Optional[dict]:
+    """The test metrics of the best trial's model (cached in ``best_test.json`` for that
+    trial), or None when its checkpoint was not kept."""
+    work_dir = search.work_dir
+    out = osp.join(work_dir, 'best_test.json')
+    cached = read_json(out)
+    if cached is not None and cached.get('trial') == best.number:
+        return cached['metrics']
+    trial_dir = osp.join(work_dir, 'trials', str(int(best.user_attrs.get('sh_candidate',
+                                                                          best.number))))
+    last = osp.join(trial_dir, 'last_checkpoint')
+    if not osp.isfile(last):
+        return None
+    with open(last) as f:
+        checkpoint = f.read().strip()
+    metrics_file = osp.join(work_dir, 'best_test', 'metrics.json')
+    search.runner.test(osp.join(work_dir, 'best_config.py'), checkpoint, metrics_file,
+                       osp.join(work_dir, 'best_test'))
+    metrics = read_json(metrics_file)
+    write_json(out, dict(trial=best.number, checkpoint=checkpoint, metrics=metrics))
+    return metrics
 
 
 def run_search(search: Search, resume: bool = False, report: bool = True,

@@ -124,6 +124,36 @@ def write_report(study: Study, space: SearchSpace, searcher, work_dir: str, metr
     return best
 
 
+def add_test_result(work_dir: str, trial: int, metric: str, metrics: Dict) -> None:
+    """Label the two numbers of the best trial in ``results.csv`` / ``results.md``: its
+    validation value (what the search selected on) and its test value (read once, here)."""
+    key = metric if metric in metrics else next(
+        (k for k in metrics if k.rsplit('/', 1)[-1] == metric.rsplit('/', 1)[-1]), None)
+    value = metrics.get(key) if key is not None else None
+    path = osp.join(work_dir, 'results.csv')
+    if osp.isfile(path):
+        with open(path, newline='') as f:
+            rows = list(csv.DictReader(f))
+        column = f'test {metric} (best only)'
+        for row in rows:
+            row[column] = value if str(row['trial']) == str(trial) else ''
+        if rows:
+            buf = io.StringIO()
+            writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+            atomic_write(path, buf.getvalue())
+    md = osp.join(work_dir, 'results.md')
+    if osp.isfile(md):
+        with open(md) as f:
+            text = f.read()
+        text += (f'\nThe `{metric}` column is measured on the validation split carved from the '
+                 f'training data (search.validation): what the search selected on. Trial '
+                 f'{trial} on the test split, evaluated once after the search: '
+                 f'`{metric}` = {value} (best_test.json).\n')
+        atomic_write(md, text)
+
+
 # --- successive halving -----------------------------------------------------------------------
 def rung_summary(study: Study) -> List[dict]:
     """Per bracket and rung: the budget and each trial's candidate, state, value and

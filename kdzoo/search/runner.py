@@ -202,6 +202,13 @@ class TrialRunner:
                 os.remove(path)
 
     # --- running ---
+    def module_env(self) -> Dict[str, str]:
+        """The environment of a ``python -m kdzoo...`` child: this kdzoo first on the path."""
+        env = {**os.environ, **self.env}
+        root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+        env['PYTHONPATH'] = os.pathsep.join(filter(None, [root, env.get('PYTHONPATH')]))
+        return env
+
     def preflight(self, params: Dict[str, Any], timeout: float = 600.0) -> Optional[str]:
         """Build the candidate ``params`` and run one training batch in a child process
         (:mod:`kdzoo.search.preflight`); ``None`` when it works, else the error."""
@@ -209,9 +216,7 @@ class TrialRunner:
         path = self.write_config(self.make_config(params), osp.join(work, 'config.py'),
                                  self.describe(-1, params).replace('trial -1', 'pre-flight'))
         cmd = [self.python, '-m', 'kdzoo.search.preflight', path, work]
-        env = {**os.environ, **self.env}
-        root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-        env['PYTHONPATH'] = os.pathsep.join(filter(None, [root, env.get('PYTHONPATH')]))
+        env = self.module_env()
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
                                   timeout=timeout)
@@ -270,6 +275,15 @@ class TrialRunner:
         return [self.python, '-m', 'torch.distributed.run', f'--nproc_per_node={self.gpus}',
                 '--master_addr=127.0.0.1', f'--master_port={free_port()}'] + train + \
             ['--launcher', 'pytorch']
+
+    def test(self, config_path: str, checkpoint: str, out: str, work_dir: str) -> None:
+        """Evaluate ``checkpoint`` with the test split of ``config_path`` (``python -m
+        kdzoo.cli.test``) and write its metrics to ``out``."""
+        cmd = [self.python, '-m', 'kdzoo.cli.test', config_path, checkpoint, '--out', out,
+               '--work-dir', work_dir]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=self.module_env())
+        if proc.returncode:
+            raise RuntimeError(f'testing {checkpoint} failed: {proc.stderr[-2000:]}')
 
     def train(self, config_path: str, trial_dir: str, monitor: Optional[TrialMonitor] = None,
               resume: bool = False, log_name: str = 'train.log') -> TrialResult:

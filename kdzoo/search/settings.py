@@ -5,11 +5,12 @@ Nothing here touches Optuna or the disk: these are pure functions of configs.
 """
 import copy
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 from mmengine.config import Config
 
 from kdzoo.utils import check_keys
+from kdzoo.utils.config_options import data_config
 
 #: Keys of ``search`` in a config, with their defaults.
 SEARCH_DEFAULTS = dict(
@@ -30,9 +31,13 @@ SEARCH_DEFAULTS = dict(
     keep_checkpoints=True,
     pruner=None,
     preflight=True,
+    # trials are scored on a part carved from the training data, never on the test split
+    validation=dict(val_size=0.1, seed=0, stratified=True),
 )
 #: Directions of the metric.
 DIRECTIONS = ('maximize', 'minimize')
+#: Keys of ``search.validation``.
+VALIDATION_KEYS = ('val_size', 'seed', 'stratified')
 #: Keys of ``search.proxy``.
 PROXY_KEYS = ('train_indices', 'val_indices', 'max_epochs', 'max_iters', 'val_interval',
               'cfg_options', 'suppression', 'good_enough', 'teacher_store', 'autokd_reward',
@@ -160,6 +165,51 @@ def apply_proxy(cfg: Config, proxy: Optional[dict]) -> Config:
             args = {} if proxy[key] is True else dict(proxy[key])
             add_custom_hook(cfg, dict(type=hook_type, **args))
     return cfg
+
+
+def apply_validation(cfg: Config, validation: Optional[dict],
+                     proxy: Optional[dict]) -> Tuple[Config, dict]:
+    """Score the trials of ``cfg`` on a validation split carved from its training data.
+
+    ``val_size``: a number of items, or a fraction of the training data (default 0.1).
+    The train loader gets ``HeldOutSplit(part='train')`` of the training dataset (with the
+    proxy's ``train_indices``, an int, as its ``train_size``), the val loader
+    ``HeldOutSplit(part='val')`` of the *same* dataset with the val loader's pipeline; the
+    test loader is left alone. Returns the config and the proxy without ``train_indices``.
+    ``validation=None`` keeps the config's own val loader.
+    """
+    proxy = dict(proxy or {})
+    if not validation:
+        return cfg, proxy
+    validation = dict(validation)
+    check_keys(validation, VALIDATION_KEYS, 'search.validation')
+    if 'val_indices' in proxy:
+        raise KeyError('search.proxy.val_indices subsets the val loader, but with '
+                       'search.validation the trials are scored on a split of the training '
+                       'data: size it with search.validation.val_size (or set '
+                       'search.validation=None to keep the val loader)')
+    train_size = proxy.pop('train_indices', None)
+    if train_size is not None and (not isinstance(train_size, int)
+                                   or isinstance(train_size, bool)):
+        raise ValueError(f'search.proxy.train_indices={train_size!r}: with search.validation '
+                         f'give a number of training images (the split picks them)')
+    train = copy.deepcopy(cfg.train_dataloader.dataset)
+    if train.get('type') == 'HeldOutSplit':
+        raise ValueError('the train loader is already a HeldOutSplit: set '
+                         'search.validation=None to score on the config\'s own val loader')
+    data = data_config(train)
+    data.pop('indices', None)
+    val_pipeline = data_config(cfg.val_dataloader.dataset).get('pipeline')
+    split = dict(val_size=validation.get('val_size', 0.1), seed=int(validation.get('seed', 0)),
+                 stratified=bool(validation.get('stratified', True)))
+    cfg.train_dataloader.dataset = dict(type='HeldOutSplit', part='train', dataset=train,
+                                        train_size=train_size, **split)
+    val_data = copy.deepcopy(data)
+    val_data['pipeline'] = val_pipeline
+    val_data['test_mode'] = True
+    cfg.val_dataloader.dataset = dict(type='HeldOutSplit', part='val', dataset=val_data,
+                                      **split)
+    return cfg, proxy
 
 
 def budget_config(cfg: Config, budget: int, max_budget: int) -> Config:

@@ -1,5 +1,7 @@
 """Build a teacher store: run the teacher once over the training set
 (``tools/build_teacher_store.py CONFIG``; see :mod:`kdzoo.teaching.store` for the format).
+For a search config, the store holds what its trials train on (the validation split and
+the proxy settings applied) and the teacher outputs of every term of its space.
 
 The teacher, its checkpoint, the data and the teacher's view all come from the config
 (its ``teaching`` and ``model``), so the store holds exactly what an online run's teacher
@@ -8,7 +10,7 @@ one contiguous part each); a killed build resumes where its ``done.npy`` says.
 """
 import os
 import os.path as osp
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -19,6 +21,23 @@ from .config import apply_teaching
 from .modes import Teaching
 from .store import (FORMAT, MANIFEST, StoreMismatch, compress_topk, differences,
                     output_file, shard_bounds, shard_dir, store_views, teacher_view_record)
+
+
+def search_trial_data(cfg: Config) -> Tuple[Config, List[str]]:
+    """For a search config: the config as its trials see it (the validation split and the
+    proxy settings applied, so the store holds the trials' training images) and the teacher
+    paths of every term of its space."""
+    from kdzoo.search.settings import apply_proxy, apply_validation, search_settings
+    settings = search_settings(cfg.get('search'))
+    cfg = Config(cfg.to_dict(), filename=cfg.filename)
+    cfg.pop('search')
+    proxy = dict(settings['proxy'])
+    proxy.pop('teacher_store', None)
+    cfg, proxy = apply_validation(cfg, settings['validation'], proxy)
+    cfg = apply_proxy(cfg, proxy)
+    terms = (settings['space'] or {}).get('terms', [])
+    paths = [t['teacher'] for t in terms if isinstance(t.get('teacher'), str)]
+    return cfg, paths
 
 
 def build_parts(cfg: Config):
@@ -121,6 +140,9 @@ def build_store(cfg: Config, out: str, replays: int = 4, dtype: str = 'float32',
         raise ValueError(f'shard {index}/{shards}: need 0 <= i < n')
     from kdzoo.models.sources import OnlineTeacher  # kdzoo.models imports this package
     seed = int(cfg.get('randomness', {}).get('seed') or 0) if seed is None else int(seed)
+    if cfg.get('search') is not None:  # a search config: the data and outputs of its trials
+        cfg, space_paths = search_trial_data(cfg)
+        extra_outputs = list(extra_outputs) + space_paths
     model, dataset = build_parts(cfg)
     teaching = dataset.teaching
     model.to(device).eval()

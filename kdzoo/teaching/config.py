@@ -10,6 +10,7 @@ import copy
 
 from mmengine.config import Config, ConfigDict
 
+from kdzoo.utils.config_options import data_config
 from .modes import Teaching
 
 DISTILLERS = ('Distiller', 'kdzoo.Distiller')
@@ -60,8 +61,9 @@ def apply_teaching(cfg: Config) -> Config:
         dataset['teaching'] = spec
         return cfg
     inner = copy.deepcopy(dataset)
-    pipeline = inner.get('pipeline')
-    inner['pipeline'] = _loading_steps(pipeline)
+    data = data_config(inner)  # through a HeldOutSplit or another wrapper
+    pipeline = data.get('pipeline')
+    data['pipeline'] = _loading_steps(pipeline)
     wrapped = dict(type='TeachingDataset', dataset=inner, teaching=spec,
                    teacher_views=is_distiller)
     pack = _pack_step(pipeline)

@@ -54,3 +54,11 @@ def merge_cfg_options(cfg: Config, options: Optional[Dict]) -> Config:
 
 
 __all__ = ['merge_cfg_options', 'resolve_term_names', 'term_names']
+
+
+def data_config(dataset: dict) -> dict:
+    """The dataset dict that holds the data and its ``pipeline``, found through wrappers
+    that hold a ``dataset`` (``HeldOutSplit``, ``SeededDataset``, ``TeachingDataset``, ...)."""
+    while 'pipeline' not in dataset and isinstance(dataset.get('dataset'), dict):
+        dataset = dataset['dataset']
+    return dataset

@@ -106,6 +106,8 @@ def test_search_writes_trial_configs_results_and_plots(mcts_search):
     with open(work / 'results.csv') as f:
         rows = list(csv.DictReader(f))
     assert [r['state'] for r in rows] == ['COMPLETE'] * 4
+    with open(work / 'results.csv') as f:  # re-read: the test column is added at the end
+        rows = list(csv.DictReader(f))
     assert {'trial', 'accuracy/top1', 'param_count', 'duration_s', 'kd0.distance'} <= set(rows[0])
     study = load_study(work, 'mcts')
     assert len({param_key(t) for t in study.trials}) == 4
@@ -118,6 +120,19 @@ def test_search_writes_trial_configs_results_and_plots(mcts_search):
         assert 'satt' not in term.get('transforms', [])  # invalid for logits
     full = Config.fromfile(str(work / 'best_full_config.py'))
     assert full.train_dataloader.dataset.indices != 64  # no proxy settings
+    assert full.val_dataloader.dataset.split == 'test'  # the full run is the plain config
+    # trials were scored on a split of the training data; the test split was read once
+    trial_cfg = Config.fromfile(osp.join(work, 'trials', '0', 'config.py'))
+    val, train = trial_cfg.val_dataloader.dataset, trial_cfg.train_dataloader.dataset
+    assert (val.type, val.part, val.dataset.split) == ('HeldOutSplit', 'val', 'train')
+    assert (train.part, train.train_size) == ('train', 64)
+    with open(work / 'best_test.json') as f:
+        tested = json.load(f)
+    best = [r for r in rows if r['test accuracy/top1 (best only)']]
+    assert len(best) == 1 and int(best[0]['trial']) == tested['trial']
+    assert float(best[0]['test accuracy/top1 (best only)']) == \
+        pytest.approx(tested['metrics']['accuracy/top1'])
+    assert 'evaluated once after the search' in (work / 'results.md').read_text()
 
 
 def test_best_config_reproduces_its_trial(mcts_search, tmp_path):

@@ -9,8 +9,10 @@ import sys
 import optuna
 from mmengine.config import Config
 
-from teaching_helpers import ROOT, save_teacher, teaching_cfg
+from kdzoo.models import set_config_dir
+from kdzoo.teaching import TeacherStore
 from kdzoo.teaching.build import build_store
+from teaching_helpers import ROOT, save_teacher
 
 ENV = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
 
@@ -18,8 +20,6 @@ ENV = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
 def test_every_trial_of_a_search_reads_one_store(tmp_path, fmnist_root):
     ckpt = save_teacher(str(tmp_path / 'teacher.pth'))
     store = str(tmp_path / 'store')
-    build_store(teaching_cfg(fmnist_root, ckpt, 'same/ic', indices=48, feature=False), store,
-                replays=2, progress=False)
     config = tmp_path / 'search.py'
     config.write_text('\n'.join([
         f"_base_ = ['{ROOT}/configs/funmatch/funmatch_fmnist.py']",
@@ -29,15 +29,21 @@ def test_every_trial_of_a_search_reads_one_store(tmp_path, fmnist_root):
         '        input_rank=2, transform_slots=[["no", "softmax_C"]],',
         '        distance=["kl", "l2"], weight=[1.0], tau=[1.0, 4.0])]),',
         f'    proxy=dict(train_indices=48, max_epochs=1, teacher_store={store!r}))', '']))
-    options = [f'{loader}.{key}' for loader in ('train_dataloader', 'val_dataloader')
-               for key in ('num_workers=0', 'persistent_workers=False')]
-    options += [f'{loader}.dataset.data_root={fmnist_root}'
-                for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
-    options += ['val_dataloader.dataset.indices=64', 'train_dataloader.batch_size=16',
-                f'model.teacher_checkpoint={ckpt}']
+    options = {f'{loader}.{key}': value for loader in ('train_dataloader', 'val_dataloader')
+               for key, value in (('num_workers', 0), ('persistent_workers', False))}
+    options.update({f'{loader}.dataset.data_root': fmnist_root
+                    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')})
+    options.update({'train_dataloader.batch_size': 16, 'model.teacher_checkpoint': ckpt})
+    # the store of a search config holds what its trials train on: the validation split's
+    # training part, the proxy's 48 images
+    cfg = set_config_dir(Config.fromfile(str(config)))
+    cfg.merge_from_dict(options)
+    build_store(cfg, store, replays=2, progress=False)
+    assert TeacherStore.open(store).length == 48
     work = tmp_path / 'out'
     proc = subprocess.run([sys.executable, 'tools/search.py', str(config), '--work-dir',
-                           str(work), '--cfg-options', *options], cwd=ROOT, env=ENV,
+                           str(work), '--cfg-options',
+                           *[f'{k}={v}' for k, v in options.items()]], cwd=ROOT, env=ENV,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(

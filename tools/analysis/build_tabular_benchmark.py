@@ -48,6 +48,7 @@ from kdzoo.benchmarks.tabular import (append_rows, read_table_file, row_key,  # 
                                       seed_table, write_header)
 from kdzoo.models import set_config_dir  # noqa: E402
 from kdzoo.search import SearchSpace, TrialRunner, apply_proxy, search_settings  # noqa: E402
+from kdzoo.search.settings import apply_validation  # noqa: E402
 from kdzoo.utils import register_all_modules  # noqa: E402
 
 
@@ -206,7 +207,8 @@ def main(argv=None):
     metric = search['metric']
     base = copy.deepcopy(cfg)
     base.pop('search', None)
-    apply_proxy(base, search['proxy'])
+    base, proxy = apply_validation(base, search['validation'], search['proxy'])
+    apply_proxy(base, proxy)
     if args.seed is not None:
         base.randomness = dict(base.get('randomness') or {}, seed=args.seed)
     maker = TrialRunner(base, space, args.work_dir, count_params=False)
