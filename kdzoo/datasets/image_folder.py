@@ -1,4 +1,5 @@
-"""ImageNet-style image folders: ``data_root/<split>/<class>/<image>``.
+"""ImageNet-style image folders: ``data_root/<split>/<class>/<image>``, or, without
+labels (``with_label=False``), any folder of images: ``data_root/<split>/**/<image>``.
 
 Samples carry ``img_path`` and ``gt_label``; images are decoded in the pipeline by mmcv's
 ``LoadImageFromFile``, which yields **BGR** arrays. Add ``dict(type='BGR2RGB')`` right
@@ -48,6 +49,11 @@ class ImageFolder(SeededSamplesMixin, BaseDataset):
             the split folder is scanned: classes are its sorted sub-folder names and
             labels their positions; files with extensions jpg/jpeg/png/bmp (any case) in
             each class folder (recursively, in sorted order) are used.
+        with_label (bool): ``False`` reads images without labels (label-free
+            pre-training such as KDEP): every image under the split folder, at any depth,
+            in sorted order, whether or not it has class folders; an ``ann_file`` then
+            lists one relative path per line (a trailing label is ignored). Samples carry
+            ``img_path`` only, and ``metainfo`` has no classes. Defaults to ``True``.
         **kwargs: Passed to :class:`~mmengine.dataset.BaseDataset`; ``metainfo=dict(
             classes=[...])`` overrides the class names (useful with ``ann_file`` when the
             split folder is flat, e.g. ImageNet's ``val``).
@@ -57,8 +63,12 @@ class ImageFolder(SeededSamplesMixin, BaseDataset):
     """
 
     def __init__(self, data_root: str, split: str = 'train', ann_file: Optional[str] = None,
-                 **kwargs):
+                 with_label: bool = True, **kwargs):
+        if not isinstance(with_label, bool):
+            raise TypeError(f'ImageFolder: with_label must be True or False, got '
+                            f'{with_label!r}')
         self.split = split
+        self.with_label = with_label
         kwargs.setdefault('data_prefix', dict(img_path=split))
         super().__init__(ann_file=ann_file or '', data_root=data_root, **kwargs)
 
@@ -67,6 +77,15 @@ class ImageFolder(SeededSamplesMixin, BaseDataset):
         return self.data_prefix['img_path']
 
     def load_data_list(self) -> List[dict]:
+        if not self.with_label:
+            data_list = self._load_unlabeled()
+            if not data_list:
+                raise FileNotFoundError(
+                    f'ImageFolder(with_label=False): no images found (data_root='
+                    f'{self.data_root!r}, split={self.split!r}, ann_file='
+                    f'{self.ann_file or None!r}); expected '
+                    f'{osp.join(self.img_prefix, "**", "<image>.jpg|jpeg|png|bmp")}')
+            return data_list
         if self.ann_file:
             data_list = self._load_ann_file()
         else:
@@ -107,6 +126,34 @@ class ImageFolder(SeededSamplesMixin, BaseDataset):
                     if is_image_file(name):
                         data_list.append(dict(img_path=osp.join(dirpath, name),
                                               gt_label=class_to_idx[cls]))
+        return data_list
+
+    def _load_unlabeled(self) -> List[dict]:
+        """Every image of the split folder (recursively, sorted), or those ``ann_file``
+        lists; no labels."""
+        root = self.img_prefix
+        if self.ann_file:
+            with get_local_path(self.ann_file) as local_path:
+                with open(local_path, encoding='utf-8') as f:
+                    lines = f.read().splitlines()
+            paths = []
+            for line in lines:
+                line = line.strip()
+                if line and not line.startswith('#'):
+                    parts = line.rsplit(maxsplit=1)
+                    # "path label" lines of a labelled list: the label is ignored
+                    labelled = len(parts) == 2 and parts[1].lstrip('-').isdigit()
+                    paths.append(parts[0] if labelled else line)
+            return [dict(img_path=osp.join(root, p)) for p in paths]
+        if not osp.isdir(root):
+            raise FileNotFoundError(f'ImageFolder: folder {root!r} does not exist '
+                                    f'(data_root={self.data_root!r}, split={self.split!r})')
+        data_list = []
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith('.'))
+            for name in sorted(filenames):
+                if is_image_file(name):
+                    data_list.append(dict(img_path=osp.join(dirpath, name)))
         return data_list
 
     def _load_ann_file(self) -> List[dict]:

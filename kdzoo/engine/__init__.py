@@ -5,6 +5,7 @@ from .dynakd import DynaKDSearchHook, HeldOutSplit, held_out_indices  # noqa: F4
 from .finite_loss import DIVERGED_FILE, FiniteLossHook, NonFiniteLossError
 from .hooks import StudentCheckpointHook
 from .interrupt import DeferredInterrupt, InterruptHook
+from .kdep_hooks import KDEPFitHook  # noqa: F401
 from .optimizers import SHAMPOO_OPTIMIZERS  # noqa: F401  (registers Shampoo)
 from .proxy_hooks import EarlyStopOnGoodEnoughHook, LossSuppressed, LossSuppressionHook
 from .sparse import SparseTrainingHook  # noqa: F401

@@ -18,7 +18,7 @@ unchanged. ``out_dim=None`` means "the channel dim of the student tensor of the 
 a single tensor, its own: it passes through). All of them accept ``(N, D)`` vectors and
 ``(N, C, H, W)`` maps (aligned along C at every position).
 """
-from typing import Iterable, Optional, Sequence, Union
+from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -361,8 +361,12 @@ class StdMatch(_RunningChannelStats):
 
     The target std is ``target_std`` if given, else the ``target`` buffer set by
     ``fit(features, pre_alignment=...)`` (the max channel std of the features before the
-    SVD alignment), else the max running channel std of the transform's own input.
-    Applied to the teacher tensor of a pair (``apply_to='teacher'``, KDEP).
+    SVD alignment: the card's default), else the max running channel std of the
+    transform's own input. :func:`fit_chain` (run by
+    :class:`~kdzoo.engine.kdep_hooks.KDEPFitHook` before training) fits it with the
+    features that enter the nearest alignment transform before it in the chain, so in a
+    ``['svd', 'sm']`` chain the target is the pre-SVD max std. Applied to the teacher
+    tensor of a pair (``apply_to='teacher'``, KDEP).
     """
     formula = ('T(f_t) = f_t * s_max / sqrt(var_c + eps), s_max = max channel std before '
                'alignment; student unchanged (apply_to=teacher)')
@@ -426,3 +430,132 @@ class PowerTemperatureScaling(EpsMixin, KnowledgeTransform):
 
     def transform_pair(self, s, t):
         return (self.transform(s) if self.apply_to == 'both' else s), self.transform(t)
+
+
+# --- fitting a whole chain before training -------------------------------------------------
+
+def is_fitted(transform: KnowledgeTransform) -> bool:
+    """Whether a stateful KDEP transform holds fitted state (``True`` for the others)."""
+    if isinstance(transform, SVDAlign):
+        return bool(transform.fitted)
+    if isinstance(transform, StdMatch):
+        return int(transform.num_batches_tracked) > 0 and (
+            transform.target_std is not None or float(transform.target) > 0)
+    if isinstance(transform, _RunningChannelStats):
+        return int(transform.num_batches_tracked) > 0
+    return True
+
+
+def needs_fit(transforms: Sequence[KnowledgeTransform]) -> bool:
+    """Whether a chain has a KDEP transform (``svd``, ``sn``, ``sm``) still to fit."""
+    return any(not is_fitted(t) for t in transforms)
+
+
+@torch.no_grad()
+def fit_chain(transforms: Sequence[KnowledgeTransform], student: torch.Tensor,
+              teacher: torch.Tensor) -> List[str]:
+    """Fit the KDEP transforms of a chain, in order, on a pass of data.
+
+    ``student`` / ``teacher`` hold the features of the same samples (the term's inputs,
+    already divided by its ``tau``), stacked along dim 0. Each transform is fitted on what
+    reaches it: ``svd`` (when the teacher's channel dim differs from its target) on the
+    teacher features, ``sn`` on the teacher features after the transforms before it, ``sm``
+    likewise, with its target std taken from the features *entering* the nearest
+    alignment transform (``svd``, ``channel_select``, ``interp``) before it: the pre-SVD
+    max channel std of KDEP's SM (its own input when no alignment precedes it). The pair
+    is then passed through the transform in eval mode (stochastic ones are the identity,
+    statistics are not updated) to reach the next one. Transforms that already hold
+    fitted state (a resumed run) are kept. Returns one line per fitted transform.
+    """
+    lines = []
+    pre_alignment = None
+    s, t = student, teacher
+    for i, transform in enumerate(transforms):
+        name = f'transforms[{i}] {type(transform).__name__}'
+        if isinstance(transform, _ChannelAlign):
+            pre_alignment = t
+        if not is_fitted(transform):
+            if isinstance(transform, SVDAlign):
+                out = transform.out_dim if transform.out_dim is not None else int(s.shape[1])
+                if int(t.shape[1]) != out:
+                    transform.fit(t, out_dim=out)
+                    lines.append(f'{name}: basis {t.shape[1]} -> {out} channels from '
+                                 f'{_rows(t)} teacher vectors')
+            elif isinstance(transform, StdMatch):
+                ref = t if pre_alignment is None else pre_alignment
+                transform.fit(t, pre_alignment=ref)
+                lines.append(f'{name}: channel std from {_rows(t)} teacher vectors, target '
+                             f'std {float(transform.target):.4g} (max channel std '
+                             f'{"before the alignment" if pre_alignment is not None else "of its input"})')
+            elif isinstance(transform, _RunningChannelStats):
+                transform.fit(t)
+                std = transform.running_var.sqrt()
+                lines.append(f'{name}: channel std from {_rows(t)} teacher vectors '
+                             f'(max/min {float(std.max() / std.min().clamp_min(1e-12)):.3g})')
+        was_training = transform.training
+        transform.eval()
+        try:
+            s, t = transform.pair(s, t)
+        finally:
+            transform.train(was_training)
+    return lines
+
+
+def _rows(x: torch.Tensor) -> int:
+    return int(_channels_last_2d(x).shape[0])
+
+
+def fitted_state(transforms: Sequence[KnowledgeTransform]) -> List[Tuple[str, torch.Tensor]]:
+    """``(name, tensor)`` of every buffer of the stateful transforms of a chain (what a
+    distributed run broadcasts from rank 0 after fitting)."""
+    state = []
+    for i, transform in enumerate(transforms):
+        if getattr(transform, 'stateful', False):
+            state.extend((f'{i}.{name}', buf) for name, buf in transform.named_buffers())
+    return state
+
+
+# --- teacher selection ---------------------------------------------------------------------
+
+@torch.no_grad()
+def feature_compactness(features: Features, k: Optional[int] = None) -> dict:
+    """How compact a teacher's penultimate feature distribution is (KDEP: compact = a worse
+    KDEP teacher).
+
+    ``features``: ``(M, D)`` pooled features (or an iterable of batches). With the
+    singular values ``s_1 >= ... >= s_D`` of the *centred* feature matrix:
+
+    * ``effective_rank = exp(H(p))``, ``p_i = s_i / sum_j s_j``, ``H`` the Shannon entropy
+      (Roy & Vetterli, 2007): how many directions carry the features' spread; ``D`` when
+      all are equal, 1 when one direction holds everything. It is the ranking key: it does
+      not change with the features' scale or a rotation, so teachers of different
+      architectures and feature magnitudes compare.
+    * ``compactness = 1 - effective_rank / D`` (0: spread over every dim, near 1: compact).
+    * ``top1_share = s_1^2 / sum_j s_j^2``: the variance share of the first direction.
+    * with ``k`` (the student's dim): ``std_ratio = s_1 / s_k``, the max/min channel std
+      after KDEP's SVD projection onto ``k`` directions (the spread SN / SM / PTS correct),
+      and ``topk_share``, the variance share the projection keeps.
+    """
+    x = torch.cat([_channels_last_2d(f.detach()).double() for f in _iter_features(features)])
+    if x.dim() != 2 or x.shape[0] < 2:
+        raise ValueError(f'feature_compactness needs (M, D) features with M >= 2, got '
+                         f'{tuple(x.shape)}')
+    dim = int(x.shape[1])
+    s = torch.linalg.svdvals(x - x.mean(0))
+    total = s.sum()
+    if float(total) == 0.0:
+        raise ValueError('feature_compactness: the features are constant (no spread)')
+    p = s / total
+    p = p[p > 0]
+    erank = float(torch.exp(-(p * p.log()).sum()))
+    energy = s.pow(2)
+    out = dict(dim=dim, samples=int(x.shape[0]), effective_rank=erank,
+               compactness=1.0 - erank / dim, top1_share=float(energy[0] / energy.sum()))
+    if k is not None:
+        if not 1 <= int(k) <= len(s):
+            raise ValueError(f'feature_compactness: k={k} must be in [1, {len(s)}]')
+        k = int(k)
+        out['k'] = k
+        out['std_ratio'] = float(s[0] / s[k - 1]) if float(s[k - 1]) > 0 else float('inf')
+        out['topk_share'] = float(energy[:k].sum() / energy.sum())
+    return out
