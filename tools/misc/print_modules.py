@@ -88,9 +88,12 @@ def main(argv=None):
     if isinstance(model, Distiller):
         student_rows = module_shapes(
             model.student, lambda: model.student(inputs, samples, mode='tensor'), args.depth)
+        print_table('student', student_rows)
+        if model.teacher is None:  # a teacher store (or a pool): no one teacher module
+            print(f'teacher: {model.teacher_source} (no teacher module to list)')
+            return
         teacher_rows = module_shapes(
             model.teacher, lambda: teacher_forward(model.teacher, inputs, samples), args.depth)
-        print_table('student', student_rows)
         print_table('teacher', teacher_rows)
     else:
         print_table('model', module_shapes(
