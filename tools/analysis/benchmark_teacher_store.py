@@ -149,11 +149,11 @@ def timed_search(config: str, work: str, options) -> float:
 
 
 def search_ratio(work: str, trials: int) -> dict:
-    """The same random search with and without the store (real Fashion-MNIST)."""
+    """The same random search with and without the store (real Fashion-MNIST); the store is
+    built from the search config itself (its trials' data, its space's outputs)."""
     config = osp.join(work, 'search.py')
     ckpt = osp.join(work, 'fmnist_search_teacher.pth')
-    cfg = pair_config('fmnist', None, ckpt, 2000)
-    cfg.teaching.mode = 'same/ic'
+    pair_config('fmnist', None, ckpt, 2000)  # saves the (random) teacher checkpoint
     with open(config, 'w') as f:
         f.write('\n'.join([
             f"_base_ = ['{ROOT}/configs/funmatch/funmatch_fmnist.py']",
@@ -162,19 +162,21 @@ def search_ratio(work: str, trials: int) -> dict:
             '    space=dict(terms=[dict(student="backbone.fc", teacher="backbone.fc",',
             '        input_rank=2, transform_slots=[["no", "softmax_C", "norm_C"]],',
             '        distance=["kl", "l2", "cosine"], weight=[0.5, 1.0], tau=[1.0, 4.0])]),',
-            '    proxy=dict(train_indices=2000, val_indices=2000, max_epochs=1))', '']))
+            '    validation=dict(val_size=2000, seed=0, stratified=True),',
+            '    proxy=dict(train_indices=2000, max_epochs=1))', '']))
+    options = {'model.teacher_checkpoint': ckpt, 'train_dataloader.num_workers': 0,
+               'train_dataloader.persistent_workers': False, 'val_dataloader.num_workers': 0,
+               'val_dataloader.persistent_workers': False}
+    cfg = set_config_dir(Config.fromfile(config))
+    cfg.merge_from_dict(options)
     store = osp.join(work, 'search_store')
-    cfg.model.distill_terms = [dict(name='kl', student='backbone.fc', teacher='backbone.fc',
-                                    distance='kl')]
     start = time.time()
     build_store(cfg, store, replays=1, progress=False)
     build_seconds = time.time() - start
-    options = [f'model.teacher_checkpoint={ckpt}', 'train_dataloader.num_workers=0',
-               'train_dataloader.persistent_workers=False', 'val_dataloader.num_workers=0',
-               'val_dataloader.persistent_workers=False']
-    online = timed_search(config, osp.join(work, 'search_online'), options)
+    cmdline = [f'{k}={v}' for k, v in options.items()]
+    online = timed_search(config, osp.join(work, 'search_online'), cmdline)
     offline = timed_search(config, osp.join(work, 'search_offline'),
-                           options + [f'search.proxy.teacher_store={store}'])
+                           cmdline + [f'search.proxy.teacher_store={store}'])
     return dict(trials=trials, online_s=round(online, 1), offline_s=round(offline, 1),
                 store_build_s=round(build_seconds, 1), offline_over_online=offline / online)
 

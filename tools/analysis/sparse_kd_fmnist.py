@@ -76,10 +76,11 @@ def main(argv=None):
     parser.add_argument('--work-dir', default='work_dirs/sparse_kd_fmnist')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--sparsity', type=float, nargs='+', default=[0.5, 0.8])
+    parser.add_argument('--docs', default='docs', help='where the table and card go')
     args = parser.parse_args(argv)
     work = osp.abspath(args.work_dir)
     start = time.time()
-    rows = {}
+    rows, runs = {}, []
     for sparsity in [0.0] + args.sparsity:
         name = 'KD dense' if sparsity == 0 else f'KD, {sparsity:.0%} sparse'
         values = []
@@ -96,6 +97,7 @@ def main(argv=None):
             run = train_run(osp.join(work, f's{sparsity}', f'seed{seed}'),
                             SPARSE_CONFIG if sparsity else CONFIG, options)
             values.append(run['value'])
+            runs.append(run)
             print(f'{name} seed {seed}: {run["value"]:.2f} ({run["seconds"]} s)', flush=True)
         rows[name] = dict(values=values, steps=step_times(args.teacher_checkpoint, sparsity)
                           if sparsity else None)
@@ -121,6 +123,15 @@ def main(argv=None):
                                          or platform.machine(), threads_per_run=1)))
     with open(osp.join(work, 'results.json'), 'w') as f:
         json.dump(out, f, indent=1)
+    card = dict(out['protocol'], seeds=args.seeds, sparsity=args.sparsity,
+                run_seconds=round(sum(r['seconds'] for r in runs), 1),
+                step_timing='median of 30 interleaved train steps, batch 128, one process, '
+                            'torch threads as printed in results.json')
+    with open(osp.join(args.docs, 'sparse_kd_fmnist_card.json'), 'w') as f:
+        json.dump(card, f, indent=1)
+    with open(osp.join(args.docs, 'sparse_kd_fmnist.md'), 'w') as f:
+        f.write('<!-- written by tools/analysis/sparse_kd_fmnist.py; protocol: '
+                'sparse_kd_fmnist_card.json -->\n' + table + '\n')
 
 
 if __name__ == '__main__':
