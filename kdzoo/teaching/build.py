@@ -8,6 +8,7 @@ The teacher, its checkpoint, the data and the teacher's view all come from the c
 would compute on the same views. Several processes can build one store (``shard=(i, n)``,
 one contiguous part each); a killed build resumes where its ``done.npy`` says.
 """
+import copy
 import os
 import os.path as osp
 from typing import List, Optional, Sequence, Tuple
@@ -139,6 +140,7 @@ def build_store(cfg: Config, out: str, replays: int = 4, dtype: str = 'float32',
     if not 0 <= index < shards:
         raise ValueError(f'shard {index}/{shards}: need 0 <= i < n')
     from kdzoo.models.sources import OnlineTeacher  # kdzoo.models imports this package
+    cfg = copy.deepcopy(cfg)  # the caller's config stays as it is
     seed = int(cfg.get('randomness', {}).get('seed') or 0) if seed is None else int(seed)
     if cfg.get('search') is not None:  # a search config: the data and outputs of its trials
         cfg, space_paths = search_trial_data(cfg)

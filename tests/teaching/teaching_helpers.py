@@ -1,5 +1,6 @@
 """The small teaching set-up of the tests: the FunMatch Fashion-MNIST config on the tiny
 IDX data, with a saved (random) teacher checkpoint and a spatial feature term."""
+import copy
 import os.path as osp
 
 import torch
@@ -45,7 +46,7 @@ def teaching_cfg(fmnist_root: str, ckpt: str, mode: str = 'same/ic', indices: in
 
 def build(cfg: Config):
     """``(model, train dataset)`` of a config, the teaching applied."""
-    cfg = apply_teaching(cfg.copy())
+    cfg = apply_teaching(copy.deepcopy(cfg))
     return MODELS.build(cfg.model), DATASETS.build(cfg.train_dataloader.dataset)
 
 

@@ -16,6 +16,7 @@
    online teacher: wall times and their ratio (the store's build time reported apart).
 """
 import argparse
+import copy
 import json
 import os
 import os.path as osp
@@ -95,8 +96,8 @@ def pair_config(name: str, data_root: str, ckpt: str, n: int) -> Config:
 
 
 def step_times(cfg: Config, store: str, reps: int, batch_size: int) -> dict:
-    online_cfg = apply_teaching(cfg.copy())
-    stored_cfg = cfg.copy()
+    online_cfg = apply_teaching(copy.deepcopy(cfg))  # Config.copy() shares nested dicts
+    stored_cfg = copy.deepcopy(cfg)
     stored_cfg.teaching.store = store
     apply_teaching(stored_cfg)
     dataset = DATASETS.build(stored_cfg.train_dataloader.dataset)
@@ -130,7 +131,7 @@ def store_sizes(cfg: Config, work: str) -> dict:
     for label, kwargs in (('float32', {}), ('float16', dict(dtype='float16')),
                           ('float16, top-5 logits', dict(dtype='float16', topk=5))):
         out = osp.join(work, 'size_' + label.replace(', ', '_').replace(' ', ''))
-        build_store(cfg.copy(), out, replays=4, progress=False, **kwargs)
+        build_store(copy.deepcopy(cfg), out, replays=4, progress=False, **kwargs)
         store = TeacherStore.open(out)
         sizes[label] = {path: store.bytes_per_sample([path]) for path in store.outputs}
         sizes[label]['all'] = store.bytes_per_sample()
@@ -206,7 +207,7 @@ def main(argv=None):
                            ('fmnist resnet20->resnet8x0.5', roots['fmnist'])):
             cfg = pair_config(name, root, osp.join(work, f'{len(results["pairs"])}.pth'), n)
             store = osp.join(work, f'store{len(results["pairs"])}')
-            build_store(cfg.copy(), store, replays=4, progress=False)
+            build_store(copy.deepcopy(cfg), store, replays=4, progress=False)
             pair = step_times(cfg, store, args.reps, args.batch_size)
             pair['store_bytes_per_sample'] = store_sizes(cfg, osp.join(work, name[:5]))
             results['pairs'][name] = pair
