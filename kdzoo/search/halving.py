@@ -270,8 +270,9 @@ class SuccessiveHalvingSearcher(BaseSearcher):
 
     # --- results ---
     def best_trial(self, study: Study) -> Optional[FrozenTrial]:
-        """The best metric among the trials of the largest budget reached."""
+        """The best metric among the (feasible) trials of the largest budget reached."""
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        complete = [t for t in complete if self.feasible(t)]
         if not complete:
             return None
         sign = 1 if study.directions[0].name == 'MAXIMIZE' else -1

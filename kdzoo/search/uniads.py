@@ -85,17 +85,6 @@ class UniADSSearcher(SuccessiveHalvingSearcher):
         self._use_space(space)
         return self.nsga.sampler(space)
 
-    def best_trial(self, study: Study) -> Optional[FrozenTrial]:
-        """The best metric among the feasible trials of the largest budget reached."""
-        feasible = [t for t in study.get_trials(deepcopy=False,
-                                                states=(optuna.trial.TrialState.COMPLETE,))
-                    if self.feasible(t)]
-        if not feasible:
-            return None
-        sign = 1 if study.directions[0].name == 'MAXIMIZE' else -1
-        return max(feasible, key=lambda t: (t.user_attrs.get('sh_budget', 0),
-                                            sign * t.values[0], -t.number))
-
     def plots(self, study: Study, space: SearchSpace, work_dir: str, metric: str) -> None:
         super().plots(study, space, work_dir, metric)
         self.nsga.plots(study, space, work_dir, metric)
