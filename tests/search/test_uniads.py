@@ -107,3 +107,35 @@ def test_a_uniads_search_keeps_small_and_accurate_students():
     survivors = {rung0[i].user_attrs['sh_candidate'] for i in pareto_order(points)[:4]}
     assert {t.user_attrs['sh_candidate'] for t in by_rung[1]} == survivors
     assert all(t.values[1] in (5000, 10000) for t in study.trials if t.values)
+
+
+@pytest.mark.parametrize('backbone,knob,small,large', [
+    (dict(type='TorchvisionModel', name='mobilenet_v2', num_classes=10), 'width_mult', 0.5, 1.0),
+    (dict(type='TimmModel', model_name='mobilenetv3_large_100', num_classes=10),
+     'depth_multiplier', 0.5, 1.0),
+])
+def test_timm_and_torchvision_students_have_searchable_width_or_depth(tmp_path, backbone, knob,
+                                                                      small, large):
+    """``space.student`` knobs reach the constructor of a torchvision / timm student where
+    its family has them (torchvision's MobileNetV2 ``width_mult``, timm's MobileNetV3
+    ``depth_multiplier``): the candidates differ in parameters, what UniADS trades off."""
+    from mmengine.config import Config
+
+    from kdzoo.search import TrialRunner
+    space = SearchSpace.from_config(dict(
+        terms=[dict(student='backbone', teacher='backbone', input_rank=2,
+                    transform_slots=[['no']], distance=['kl'], weight=[1.0], tau=[1.0])],
+        student={knob: [small, large]}))
+    cfg = Config(dict(model=dict(
+        type='Distiller', teacher='resnet8', student_loss_weight=0.0,
+        student=dict(type='ImageClassifier', backbone=backbone),
+        distill_terms=[dict(student='backbone', teacher='backbone', distance='kl')])))
+    runner = TrialRunner(cfg, space, str(tmp_path))
+    counts = {}
+    for value in (small, large):
+        params = {'kd0.transform0': 'no', 'kd0.distance': 'kl', 'kd0.weight': 1.0,
+                  'kd0.tau': 1.0, f'student.{knob}': value}
+        trial = runner.make_config(params)
+        assert trial.model.student.backbone[knob] == value
+        counts[value] = runner.student_param_count(trial)
+    assert counts[small] < 0.8 * counts[large]
