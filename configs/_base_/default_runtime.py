@@ -9,10 +9,10 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'),
     # kdzoo's (tools/train.py adds them to configs that lack them; `<key>=None` turns one
     # off): stop at the first non-finite loss, writing WORK_DIR/diverged.json ...
-    finite_loss=dict(type='FiniteLossHook'),
+    finite_loss=dict(type='kdzoo.FiniteLossHook'),
     # ... and seed the main process per iteration, so a resumed run draws what an
     # uninterrupted one drew (the data side: SeededSampler in the dataset configs).
-    step_seed=dict(type='StepSeedHook'),
+    step_seed=dict(type='kdzoo.StepSeedHook'),
 )
 # Student-only checkpoints for distillers (a no-op for plain models).
 custom_hooks = [dict(type='StudentCheckpointHook', interval=1)]

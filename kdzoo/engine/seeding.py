@@ -23,9 +23,10 @@ from kdzoo.datasets.seeding import SeededInfiniteSampler, SeededSampler, seed_rn
 from kdzoo.registry import HOOKS
 
 #: kdzoo's hooks that every training run gets (``default_hooks.<key>``).
+# Scoped names: they build whatever the config's default scope is (mmdet, mmseg, kdzoo).
 KDZOO_DEFAULT_HOOKS = dict(
-    finite_loss=dict(type='FiniteLossHook'),
-    step_seed=dict(type='StepSeedHook'),
+    finite_loss=dict(type='kdzoo.FiniteLossHook'),
+    step_seed=dict(type='kdzoo.StepSeedHook'),
 )
 #: The default hooks MMEngine's Runner knows; it removes these itself when set to None.
 MMENGINE_DEFAULT_HOOKS = ('runtime_info', 'timer', 'sampler_seed', 'logger', 'param_scheduler',

@@ -490,10 +490,41 @@ class Distiller(BaseModel):
 
     @staticmethod
     def _context(data_samples) -> dict:
+        """The keyword context of every term: ``gt_labels``, ``sample_idx``, ``epoch``,
+        ``iter``, and for mmdet batches ``gt_boxes`` / ``img_shapes`` /
+        ``batch_input_shape`` (see :func:`detection_context`; None otherwise)."""
         hub = MessageHub.get_current_instance()
         sample_idx = data_samples.get('sample_idx') if isinstance(data_samples, dict) else None
-        return dict(gt_labels=gt_labels_of(data_samples), sample_idx=sample_idx,
-                    epoch=hub.get_info('epoch', 0), iter=hub.get_info('iter', 0))
+        context = dict(gt_labels=gt_labels_of(data_samples), sample_idx=sample_idx,
+                       epoch=hub.get_info('epoch', 0), iter=hub.get_info('iter', 0))
+        context.update(detection_context(data_samples))
+        return context
+
+
+def detection_context(data_samples) -> dict:
+    """The ground-truth boxes of a batch of mmdet ``DetDataSample``s, for terms such as FGD.
+
+    ``gt_boxes``: one ``(K, 4)`` tensor per image (``x1, y1, x2, y2`` in the pixels of the
+    model's input, the ``gt_instances.bboxes`` after the data preprocessor); ``img_shapes``:
+    each image's ``(h, w)`` (``metainfo['img_shape']``); ``batch_input_shape``: the padded
+    batch's ``(H, W)``. All three are None unless every sample carries boxes. Nothing is
+    copied: the tensors are the samples' own.
+    """
+    empty = dict(gt_boxes=None, img_shapes=None, batch_input_shape=None)
+    if not isinstance(data_samples, (list, tuple)) or not data_samples:
+        return empty
+    boxes, shapes = [], []
+    for sample in data_samples:
+        instances = getattr(sample, 'gt_instances', None)
+        bboxes = getattr(instances, 'bboxes', None) if instances is not None else None
+        metainfo = getattr(sample, 'metainfo', None)
+        if bboxes is None or not isinstance(metainfo, dict):
+            return empty
+        boxes.append(getattr(bboxes, 'tensor', bboxes))  # mmdet's HorizontalBoxes or a tensor
+        shapes.append(metainfo.get('img_shape'))
+    batch_shape = data_samples[0].metainfo.get('batch_input_shape')
+    return dict(gt_boxes=boxes, img_shapes=None if None in shapes else shapes,
+                batch_input_shape=batch_shape)
 
 
 def classifier_shape(model: nn.Module) -> dict:

@@ -55,8 +55,8 @@ def test_kdzoo_default_hooks_are_added_and_can_be_turned_off():
     assert 'finite_loss' not in with_kdzoo_default_hooks(
         Config(dict(default_hooks=dict(finite_loss=None))), train=False).default_hooks
     shipped = Config.fromfile('configs/_base_/default_runtime.py').default_hooks
-    assert shipped.finite_loss.type == 'FiniteLossHook'
-    assert shipped.step_seed.type == 'StepSeedHook'
+    assert shipped.finite_loss.type == 'kdzoo.FiniteLossHook'
+    assert shipped.step_seed.type == 'kdzoo.StepSeedHook'
 
 
 def test_a_seeded_sampler_gets_the_resumed_seed_when_the_config_has_none(tmp_path):

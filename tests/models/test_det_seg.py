@@ -251,7 +251,9 @@ EXAMPLE_CONFIGS = [
      {'model.student.backbone.init_cfg': None}, 'RetinaNet'),
     ('configs/segmentation/pspnet_r101_r18_cwd_cityscapes.py', 'mmseg',
      {'model.student.pretrained': None}, 'EncoderDecoder'),
-]
+] + [(f'configs/segmentation/deeplabv3_r101_r18_{method}_cityscapes.py', 'mmseg',
+      {'model.student.pretrained': None}, 'EncoderDecoder')
+     for method in ('cwd', 'skd', 'dist')]
 
 
 @pytest.mark.parametrize('path,scope,options,arch', EXAMPLE_CONFIGS)

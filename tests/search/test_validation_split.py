@@ -51,7 +51,7 @@ def test_no_shipped_search_config_selects_on_the_test_split(path):
     raw.pop('search')
     trial, proxy = apply_validation(Config(raw), settings['validation'], settings['proxy'])
     val, train = trial.val_dataloader.dataset, trial.train_dataloader.dataset
-    assert val.type == train.type == 'HeldOutSplit'
+    assert val.type == train.type == 'kdzoo.HeldOutSplit'
     assert (val.part, train.part) == ('val', 'train')
     assert val.dataset.split == 'train' and val.seed == train.seed
     assert val.val_size == train.val_size and 'train_indices' not in proxy
