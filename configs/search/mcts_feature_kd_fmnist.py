@@ -21,7 +21,9 @@ search = dict(
                  transform_slots=dict(
                      generate=dict(family=['global', 'inter'], rank=4, parametric=False,
                                    stochastic=False),
-                     exclude=['bn'],
+                     # pixel_sim (SKD's position-pair relation) belongs to the dense
+                     # tasks' spaces (configs/search/mcts_seg_canvas.py)
+                     exclude=['bn', 'pixel_sim'],
                      num_slots=3),
                  distance=['l2', 'cosine', 'pearson', 'kl'],
                  weight=[1.0, 5.0, 25.0], tau=1.0),

@@ -21,14 +21,14 @@ search = dict(
              weight=[1.0, 3.0],
              tau=[1.0, 4.0]),
     ]),
-    # 100 of the student's 1000 iterations on 800 training canvases; the validation split
+    # 300 of the student's 1000 iterations on 800 training canvases; the validation split
     # (search.validation's default: 10% of the training canvases) scores each trial.
-    proxy=dict(train_indices=800, max_iters=100, val_interval=100,
-               cfg_options={'param_scheduler.0.end': 100,
+    proxy=dict(train_indices=800, max_iters=300, val_interval=300,
+               cfg_options={'param_scheduler.0.end': 300,
                             'train_dataloader.num_workers': 0,
                             'train_dataloader.persistent_workers': False,
                             'val_dataloader.num_workers': 0,
                             'val_dataloader.persistent_workers': False,
-                            'default_hooks.checkpoint.interval': 100,
+                            'default_hooks.checkpoint.interval': 300,
                             'custom_hooks': []}),
 )

@@ -59,12 +59,14 @@ class CanvasSpec:
         height, width: canvas size in pixels.
         items: (min, max) items per canvas (fewer when no free place is found).
         scale: (min, max) side of a pasted item in pixels (square, from 28x28).
+        background: (min, max) grey level of the coarse background texture.
     """
     num_images: int
     height: int = 128
     width: int = 128
     items: Tuple[int, int] = (1, 4)
     scale: Tuple[int, int] = (24, 56)
+    background: Tuple[int, int] = (30, 140)
 
 
 @dataclass
@@ -74,12 +76,13 @@ class PastedItem:
     mask: np.ndarray      # (H, W) bool over the whole canvas
 
 
-def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """A smooth colour texture: low-frequency noise upsampled, plus a colour gradient."""
-    coarse = rng.uniform(40, 200, size=(4, 4, 3)).astype(np.float32)
+def _background(rng: np.random.Generator, height: int, width: int,
+                levels: Tuple[int, int]) -> np.ndarray:
+    """A smooth colour texture (4x4 random colours upsampled bicubically) plus grain."""
+    coarse = rng.uniform(levels[0], levels[1], size=(4, 4, 3)).astype(np.float32)
     texture = np.asarray(Image.fromarray(coarse.astype(np.uint8)).resize(
         (width, height), Image.BICUBIC), dtype=np.float32)
-    grain = rng.normal(0, 12, size=(height, width, 3)).astype(np.float32)
+    grain = rng.normal(0, 8, size=(height, width, 3)).astype(np.float32)
     return np.clip(texture + grain, 0, 255)
 
 
@@ -98,7 +101,7 @@ def _free_place(rng, occupied: np.ndarray, side: int, tries: int = 20) -> Option
 def render_canvas(rng: np.random.Generator, spec: CanvasSpec, images: np.ndarray,
                   labels: np.ndarray) -> Tuple[np.ndarray, List[PastedItem]]:
     """One canvas (uint8 HxWx3) and its items, drawn from ``rng``."""
-    canvas = _background(rng, spec.height, spec.width)
+    canvas = _background(rng, spec.height, spec.width, spec.background)
     occupied = np.zeros((spec.height, spec.width), dtype=bool)
     items = []
     for _ in range(int(rng.integers(spec.items[0], spec.items[1] + 1))):

@@ -2,10 +2,14 @@
 
 The whole IDX array is decoded with numpy at once (60k images load in well under a
 second) and kept in memory by :class:`~kdzoo.datasets.array_dataset.ArrayImageDataset`.
+Decoded files are kept in a per-process cache keyed by (path, modification time, size):
+the train split and a validation split carved from it decode the file once, and a search's
+warm fork server (:mod:`kdzoo.search.forkserver`) decodes it once for all its trials.
 """
 import gzip
+import os
 import os.path as osp
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -29,12 +33,31 @@ def _open_maybe_gzip(path: str):
     return gzip.open(path, 'rb') if path.endswith('.gz') else open(path, 'rb')
 
 
-def read_idx(path: str, expected_magic: int) -> np.ndarray:
-    """Decode a whole IDX file (optionally gzipped) into a uint8 numpy array.
+#: Decoded IDX files of this process: (real path, mtime_ns, size, magic) -> read-only array.
+_DECODED: Dict[tuple, np.ndarray] = {}
+
+
+def read_idx(path: str, expected_magic: int, cache: bool = True) -> np.ndarray:
+    """Decode a whole IDX file (optionally gzipped) into a read-only uint8 numpy array.
 
     The header is big-endian: a magic number (``2051`` for images, ``2049`` for labels)
-    followed by one int32 per dimension.
+    followed by one int32 per dimension. ``cache``: reuse this process's decoding of the
+    same file (same path, modification time and size).
     """
+    if not cache:
+        return _decode_idx(path, expected_magic)
+    stat = os.stat(path)
+    key = (osp.realpath(path), stat.st_mtime_ns, stat.st_size, expected_magic)
+    if key not in _DECODED:
+        array = _decode_idx(path, expected_magic)
+        array.flags.writeable = False
+        if len(_DECODED) >= 16:  # a bound for long-lived processes
+            _DECODED.clear()
+        _DECODED[key] = array
+    return _DECODED[key]
+
+
+def _decode_idx(path: str, expected_magic: int) -> np.ndarray:
     with _open_maybe_gzip(path) as f:
         buf = f.read()
     if len(buf) < 8:
@@ -109,6 +132,18 @@ class FashionMNIST(ArrayImageDataset):
             '/usr/share/datasets/fashion-mnist), or put the four IDX files from '
             'https://github.com/zalandoresearch/fashion-mnist (gzipped or not) in '
             'data/fashion_mnist, or pass data_root=<folder>.')
+
+    @classmethod
+    def warm_decode_cache(cls, split: str = 'train', data_root: Optional[str] = None,
+                          **ignored) -> List[str]:
+        """Decode the files of ``split`` into this process's cache (the fork server of a
+        search calls it before forking its trials); returns their paths."""
+        dataset = cls.__new__(cls)
+        dataset.split, dataset.search_root = split, data_root
+        paths = dataset.find_files()
+        read_idx(paths[0], IDX_IMAGES_MAGIC)
+        read_idx(paths[1], IDX_LABELS_MAGIC)
+        return list(paths)
 
     def load_arrays(self) -> Tuple[np.ndarray, np.ndarray]:
         img_path, label_path = self.find_files()

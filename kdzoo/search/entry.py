@@ -154,6 +154,7 @@ def prepare_search(cfg: Config, work_dir: str, *, study_name: str = 'search',
         train_script=train_script, env=settings['trial_env'],
         timeout=settings['trial_timeout'], heartbeat_interval=settings['heartbeat_interval'],
         keep_checkpoints=settings['keep_checkpoints'], gpus=settings['trial_gpus'],
+        launcher=settings['trial_launcher'],
         header=f'kdzoo search, study {study_name!r}, searcher {searcher_name}\n')
     return build_search(settings, space, open_storage(storage, work_dir), runner,
                         study_name=study_name, work_dir=work_dir, runner=runner,

@@ -1,7 +1,9 @@
 """The trial runner: writes a trial's config (``WORK_DIR/trials/<N>/config.py``, an
 ordinary MMEngine config) and trains it with ``tools/train.py`` in a child process, then
-reads the metric from the run's ``scalars.json``. No Optuna object enters the training
-process; a crash, a timeout or a non-finite loss / metric becomes an error result. Every
+reads the metric from the run's ``scalars.json``. The child is forked from a warm fork
+server that has already imported the stack (``search.trial_launcher='fork'``, the default
+on Linux; :mod:`kdzoo.search.forkserver`) or is a new interpreter (``'spawn'``). No
+Optuna object enters the training process; a crash, a timeout or a non-finite loss / metric becomes an error result. Every
 searcher runs its trials through :class:`TrialRunner` (a rung of successive halving is a
 :class:`~kdzoo.search.protocol.Job` with a budget and ``resume``).
 """
@@ -22,6 +24,8 @@ from typing import Any, Dict, List, Optional
 from mmengine.config import Config
 
 from kdzoo.utils.files import atomic_write, read_json
+from .forkserver import ForkServer, check_launcher, dataset_dicts, fork_available, \
+    preload_modules
 from .protocol import Job, TrialMonitor, TrialResult
 from .settings import Objective, budget_config
 from .space import SearchSpace
@@ -79,7 +83,7 @@ def _tail(path: str, lines: int = 15) -> str:
         return ''
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def _stop(proc) -> None:
     proc.kill()
     proc.wait()
 
@@ -116,6 +120,12 @@ class TrialRunner:
             process per GPU, or gloo processes on a CPU machine.
         header: first lines of every trial config's comment.
         poll_interval: seconds between looks at the training's progress.
+        launcher: ``'fork'``: single-process trials are forked from a warm fork server
+            (one per runner, started at the first trial, which spawns while the server
+            warms up; :mod:`kdzoo.search.forkserver`), falling back to ``'spawn'`` with one log line where fork is unavailable;
+            ``'spawn'``: every trial starts a new interpreter. Trials through torchrun
+            (``gpus > 1``) always spawn.
+        log: where the runner's own lines go (the fork fallback).
     """
 
     def __init__(self, cfg: Config, space: SearchSpace, work_dir: str,
@@ -124,7 +134,7 @@ class TrialRunner:
                  env: Optional[dict] = None, timeout: Optional[float] = None,
                  heartbeat_interval: float = 60.0, count_params: bool = True,
                  keep_checkpoints: bool = True, header: str = '', gpus: int = 1,
-                 poll_interval: float = 1.0):
+                 poll_interval: float = 1.0, launcher: str = 'fork', log=print):
         if 'distill_terms' not in cfg.get('model', {}):
             raise ValueError('the base config of a search must be a distiller config '
                              '(model.distill_terms); see docs/search.md')
@@ -143,6 +153,10 @@ class TrialRunner:
         self.header = header
         self.gpus = int(gpus)
         self.poll_interval = float(poll_interval)
+        self.launcher = check_launcher(launcher)
+        self.log = log or (lambda msg: None)
+        self.fork_server: Optional[ForkServer] = None
+        self.fork_error: Optional[str] = None  # why trials spawn although launcher='fork'
 
     @property
     def max_epochs(self) -> Optional[int]:
@@ -276,6 +290,76 @@ class TrialRunner:
                 '--master_addr=127.0.0.1', f'--master_port={free_port()}'] + train + \
             ['--launcher', 'pytorch']
 
+    def warm_launch(self) -> bool:
+        """Whether this runner's single-process trials are forked from a fork server."""
+        return self.launcher == 'fork' and self.gpus == 1 and self.fork_error is None
+
+    def warm_up(self, env: Optional[Dict[str, str]] = None,
+                wait: bool = True) -> Optional[ForkServer]:
+        """The warm fork server for trials with environment ``env`` (default: this
+        runner's); started (again) when there is none or its environment differs.
+        ``wait=False``: ``None`` while it is still warming up (that trial spawns; the
+        search's first trial does not wait for the imports). ``None`` too when trials
+        spawn (``launcher='spawn'``, no fork on this system, or the server could not
+        start: logged once)."""
+        if not self.warm_launch():
+            return None
+        env = {**os.environ, **self.env} if env is None else env
+        server = self.fork_server
+        if server is not None and (not server.alive or server.env != env):
+            server.close()
+            server = self.fork_server = None
+        error = None
+        if server is None:
+            error = fork_available()
+            if error is None:
+                root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+                server = ForkServer(self.python, env,
+                                    modules=preload_modules(self.cfg.pretty_text),
+                                    datasets=dataset_dicts(self.cfg.to_dict()),
+                                    log_path=osp.join(self.work_dir, 'forkserver.log'),
+                                    module_path=root)
+                try:
+                    os.makedirs(self.work_dir, exist_ok=True)
+                    server.start(wait=False)
+                    self.fork_server = server
+                except OSError as err:
+                    error = f'the fork server did not start: {err}'
+        if error is None:
+            try:
+                if server.ready(None if wait else 0.0) is not None:
+                    return server
+                return None
+            except (OSError, RuntimeError) as err:
+                self.fork_server = None
+                error = f'the fork server did not start: {err}'
+        self.fork_error = error
+        self.log(f"[search] search.trial_launcher='fork': {error}; every trial starts a new "
+                 f"interpreter instead (trial_launcher='spawn')")
+        return None
+
+    def close(self) -> None:
+        """Stop the fork server (a later trial starts a new one)."""
+        if self.fork_server is not None:
+            self.fork_server.close()
+            self.fork_server = None
+
+    def launch(self, cmd: List[str], log, env: Dict[str, str]):
+        """Start the training command ``cmd`` with output on the file ``log``: forked from
+        the fork server (a :class:`~kdzoo.search.forkserver.WarmTrial`) or a new process
+        (a :class:`subprocess.Popen`)."""
+        server = self.warm_up(env, wait=False) if self.gpus == 1 else None
+        if server is not None:
+            # cmd: python -m kdzoo.cli.train ARGS, or python SCRIPT ARGS
+            script, argv = (None, cmd[3:]) if cmd[1] == '-m' else (cmd[1], cmd[2:])
+            try:
+                return server.launch(argv, log.fileno(), env, script=script)
+            except (OSError, RuntimeError) as err:
+                self.close()
+                self.log(f'[search] {err}; this trial starts a new interpreter')
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                preexec_fn=_die_with_parent if os.name == 'posix' else None)
+
     def test(self, config_path: str, checkpoint: str, out: str, work_dir: str) -> None:
         """Evaluate ``checkpoint`` with the test split of ``config_path`` (``python -m
         kdzoo.cli.test``) and write its metrics to ``out``."""
@@ -311,8 +395,7 @@ class TrialRunner:
         start = last_beat = time.time()
         watch = TrainingWatch(trial_dir, log_path, self.objective.metric, start)
         with open(log_path, 'w') as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                    preexec_fn=_die_with_parent if os.name == 'posix' else None)
+            proc = self.launch(cmd, log, env)
             try:
                 while True:
                     try:

@@ -11,6 +11,7 @@ from mmengine.config import Config
 
 from kdzoo.utils import check_keys
 from kdzoo.utils.config_options import data_config
+from .forkserver import check_launcher
 
 #: Keys of ``search`` in a config, with their defaults.
 SEARCH_DEFAULTS = dict(
@@ -25,6 +26,9 @@ SEARCH_DEFAULTS = dict(
     trial_timeout=None,
     trial_env=dict(),
     trial_gpus=1,
+    # 'fork': trials are forked from a warm process that has imported the stack (Linux;
+    # else they spawn, with a log line); 'spawn': each trial starts a new interpreter
+    trial_launcher='fork',
     heartbeat_interval=60.0,
     stale_after=600.0,
     max_rejects=200,
@@ -86,6 +90,7 @@ def search_settings(search: Optional[dict]) -> dict:
     if not isinstance(out['trial_gpus'], int) or out['trial_gpus'] < 1:
         raise ValueError(f'search.trial_gpus={out["trial_gpus"]!r}; must be an int >= 1 '
                          f'(training processes per trial)')
+    check_launcher(out['trial_launcher'])
     return out
 
 
@@ -194,7 +199,7 @@ def apply_validation(cfg: Config, validation: Optional[dict],
         raise ValueError(f'search.proxy.train_indices={train_size!r}: with search.validation '
                          f'give a number of training images (the split picks them)')
     train = copy.deepcopy(cfg.train_dataloader.dataset)
-    if train.get('type') == 'HeldOutSplit':
+    if train.get('type') in ('HeldOutSplit', 'kdzoo.HeldOutSplit'):
         raise ValueError('the train loader is already a HeldOutSplit: set '
                          'search.validation=None to score on the config\'s own val loader')
     data = data_config(train)
@@ -202,12 +207,13 @@ def apply_validation(cfg: Config, validation: Optional[dict],
     val_pipeline = data_config(cfg.val_dataloader.dataset).get('pipeline')
     split = dict(val_size=validation.get('val_size', 0.1), seed=int(validation.get('seed', 0)),
                  stratified=bool(validation.get('stratified', True)))
-    cfg.train_dataloader.dataset = dict(type='HeldOutSplit', part='train', dataset=train,
+    # Scoped: it builds whatever the default scope is (kdzoo, mmdet, mmseg).
+    cfg.train_dataloader.dataset = dict(type='kdzoo.HeldOutSplit', part='train', dataset=train,
                                         train_size=train_size, **split)
     val_data = copy.deepcopy(data)
     val_data['pipeline'] = val_pipeline
     val_data['test_mode'] = True
-    cfg.val_dataloader.dataset = dict(type='HeldOutSplit', part='val', dataset=val_data,
+    cfg.val_dataloader.dataset = dict(type='kdzoo.HeldOutSplit', part='val', dataset=val_data,
                                       **split)
     return cfg, proxy
 

@@ -124,7 +124,7 @@ def test_search_writes_trial_configs_results_and_plots(mcts_search):
     # trials were scored on a split of the training data; the test split was read once
     trial_cfg = Config.fromfile(osp.join(work, 'trials', '0', 'config.py'))
     val, train = trial_cfg.val_dataloader.dataset, trial_cfg.train_dataloader.dataset
-    assert (val.type, val.part, val.dataset.split) == ('HeldOutSplit', 'val', 'train')
+    assert (val.type, val.part, val.dataset.split) == ('kdzoo.HeldOutSplit', 'val', 'train')
     assert (train.part, train.train_size) == ('train', 64)
     with open(work / 'best_test.json') as f:
         tested = json.load(f)

@@ -53,9 +53,17 @@ def test_no_shipped_search_config_selects_on_the_test_split(path):
     val, train = trial.val_dataloader.dataset, trial.train_dataloader.dataset
     assert val.type == train.type == 'kdzoo.HeldOutSplit'
     assert (val.part, train.part) == ('val', 'train')
-    assert val.dataset.split == 'train' and val.seed == train.seed
-    assert val.val_size == train.val_size and 'train_indices' not in proxy
-    assert trial.test_dataloader.dataset.split == 'test'  # untouched: read once, at the end
+    assert val.seed == train.seed and val.val_size == train.val_size
+    assert 'train_indices' not in proxy
+    # the validation part is cut from the training data set (any kind: FashionMNIST's
+    # split='train', a Cityscapes-format data_prefix of 'train', ...)
+    data_keys = lambda d: {k: v for k, v in d.items()  # noqa: E731
+                           if k not in ('pipeline', 'test_mode', 'indices')}
+    assert data_keys(val.dataset) == data_keys(train.dataset) == data_keys(
+        raw['train_dataloader']['dataset'])
+    # the test loader is untouched: read once, at the end
+    assert trial.test_dataloader.dataset == raw['test_dataloader']['dataset']
+    assert data_keys(trial.test_dataloader.dataset) != data_keys(val.dataset)
 
 
 def test_validation_refuses_val_indices_and_names_the_key():

@@ -45,7 +45,7 @@ def scalars(work_dir):
 
 def test_canvas_segmentation_kd_through_the_tools(tmp_path, fmnist_root):
     data = str(tmp_path / 'canvas')
-    spec = CanvasSpec(num_images=8, height=64, width=128, items=(2, 3), scale=(14, 30))
+    spec = CanvasSpec(num_images=8, height=64, width=64, items=(1, 2), scale=(28, 56))
     write_canvas_sets(data, 'cityscapes', [('train', spec), ('val', spec)],
                       fmnist_root=fmnist_root)
     teacher_dir = tmp_path / 'teacher'

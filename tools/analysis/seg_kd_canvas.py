@@ -38,7 +38,7 @@ METHODS = {
     'skd': (f'{CANVAS}/skd_pspnet_r18_w32_w16_canvas.py',
             'SKD: pixel_sim(0.5) + mse w 0.5; pixel_logits + kl w 10'),
 }
-CANVAS_ARGS = ['--height', '64', '--width', '128', '--scale', '14', '30',
+CANVAS_ARGS = ['--height', '64', '--width', '64', '--items', '1', '2', '--scale', '28', '56',
                '--train', '1000', '--val', '300', '--seed', '0']
 
 
@@ -111,7 +111,7 @@ def main(argv=None):
         metric="mIoU, mmseg IoUMetric (percent)",
         teacher=dict(config=TEACHER, mIoU=teacher.get('value'), iterations=2000),
         student=dict(arch='PSPNet ResNetV1c-18 d8, 16 base channels, no pretraining',
-                     iterations=1000, batch=16, optimizer='SGD 0.05 m 0.9 wd 5e-4, poly 0.9',
+                     iterations=1000, batch=16, optimizer='SGD 0.1 m 0.9 wd 5e-4, poly 0.9',
                      augmentation='random horizontal flip'),
         seeds=args.seeds, reported='mean +- std over seeds, last iteration',
         device=f'CPU ({platform.processor() or platform.machine()}, '

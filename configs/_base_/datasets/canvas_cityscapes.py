@@ -1,7 +1,7 @@
 # The canvas segmentation set in Cityscapes' on-disk format, read by mmseg's
 # CityscapesDataset and scored by its IoUMetric, unchanged. Write it with
 #   python tools/dataset_converters/make_canvas_data.py cityscapes data/canvas_cityscapes \
-#       --height 64 --width 128 --scale 14 30 --train 1000 --val 300
+#       --height 64 --width 64 --items 1 2 --scale 28 56 --train 1000 --val 300
 # trainId 0 is the background, trainId k+1 Fashion-MNIST class k; mmseg's Cityscapes class
 # accepts only subsets of its own class names, so the first 11 are used (see
 # kdzoo/datasets/canvas.py). 'val' holds the test canvases (items of Fashion-MNIST's test
@@ -12,7 +12,7 @@ data_root = 'data/canvas_cityscapes'
 num_classes = 11
 metainfo = dict(classes=('road', 'sidewalk', 'building', 'wall', 'fence', 'pole',
                          'traffic light', 'traffic sign', 'vegetation', 'terrain', 'sky'))
-crop_size = (64, 128)
+crop_size = (64, 64)
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),

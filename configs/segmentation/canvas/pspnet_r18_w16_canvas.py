@@ -1,6 +1,6 @@
 # The measured segmentation student: mmseg's PSPNet (ResNetV1c-18, dilated, output stride
 # 8) at a quarter of the width (16 base channels), trained from scratch on the canvas
-# Cityscapes-format set (configs/_base_/datasets/canvas_cityscapes.py), 64x128 images.
+# Cityscapes-format set (configs/_base_/datasets/canvas_cityscapes.py), 64x64 images.
 # mmseg's model base config with BN instead of SyncBN and no ImageNet initialisation.
 #   python tools/train.py configs/segmentation/canvas/pspnet_r18_w16_canvas.py
 _base_ = [
@@ -23,7 +23,7 @@ model = dict(
 # 1000 iterations of batch 16 (16 epochs of 1000 canvases); SGD with mmseg's poly decay.
 max_iters = 1000
 optim_wrapper = dict(type='OptimWrapper',
-                     optimizer=dict(type='SGD', lr=0.05, momentum=0.9, weight_decay=5e-4),
+                     optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4),
                      clip_grad=None)
 param_scheduler = [dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end=max_iters,
                         by_epoch=False)]
