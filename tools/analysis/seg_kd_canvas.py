@@ -1,7 +1,7 @@
 """Segmentation KD measured on the canvas Cityscapes-format set (docs/seg_kd_canvas.md):
 
     python tools/analysis/seg_kd_canvas.py [--work-dir work_dirs/seg_kd_canvas]
-        [--seeds 0 1 2] [--methods vanilla cwd dist skd] [--jobs 2]
+        [--seeds 0 1 2] [--methods vanilla cwd dist skd skd_pair] [--jobs 2]
 
 Writes the canvas set if ``--data-root`` is missing (tools/dataset_converters/
 make_canvas_data.py with the arguments of configs/_base_/datasets/canvas_cityscapes.py),
@@ -37,6 +37,8 @@ METHODS = {
              'DIST on pixels: pixel_logits + dist, tau 1, w 1'),
     'skd': (f'{CANVAS}/skd_pspnet_r18_w32_w16_canvas.py',
             'SKD: pixel_sim(0.5) + mse w 0.5; pixel_logits + kl w 10'),
+    'skd_pair': (f'{CANVAS}/skd_pair_pspnet_r18_w32_w16_canvas.py',
+                 'SKD pair-wise term alone: pixel_sim(0.5) + mse w 0.5'),
 }
 CANVAS_ARGS = ['--height', '64', '--width', '64', '--items', '1', '2', '--scale', '28', '56',
                '--train', '1000', '--val', '300', '--seed', '0']
