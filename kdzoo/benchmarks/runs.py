@@ -57,4 +57,40 @@ def mean_std(values: Sequence[float]) -> Tuple[float, float]:
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-__all__ = ['train_run', 'last_metric', 'mean_std']
+def method_rows(results: Dict[tuple, dict], methods: Dict[str, tuple],
+                names: Sequence[str], seeds: Sequence[int]) -> list:
+    """One row per method name: its seeds' values, mean and std (2 decimals), seconds.
+    ``results`` maps (method, seed) to a :func:`train_run` result, ``methods`` maps a name
+    to (config, description)."""
+    rows = []
+    for name in names:
+        values = [results[(name, s)]['value'] for s in seeds]
+        mean, std = mean_std(values)
+        rows.append(dict(method=name, what=methods[name][1], config=methods[name][0],
+                         values=values, mean=round(mean, 2), std=round(std, 2),
+                         seconds=[results[(name, s)]['seconds'] for s in seeds]))
+    return rows
+
+
+def write_evidence(rows: list, protocol: dict, work_dir: str, docs: str, stem: str,
+                   metric_label: str, script: str) -> str:
+    """Write WORK_DIR/results.json, DOCS/STEM_card.json (the protocol card) and
+    DOCS/STEM_table.md (mean +- std and the difference to the 'vanilla' row); the table."""
+    os.makedirs(work_dir, exist_ok=True)
+    with open(osp.join(work_dir, 'results.json'), 'w') as f:
+        json.dump(dict(protocol=protocol, rows=rows), f, indent=1)
+    with open(osp.join(docs, f'{stem}_card.json'), 'w') as f:
+        json.dump(protocol, f, indent=1)
+    vanilla = next((r for r in rows if r['method'] == 'vanilla'), None)
+    lines = [f'| method | terms | {metric_label} | vs vanilla |', '| --- | --- | --- | --- |']
+    for r in rows:
+        delta = '' if vanilla is None or r is vanilla else f"{r['mean'] - vanilla['mean']:+.2f}"
+        lines.append(f"| {r['method']} | {r['what']} | {r['mean']:.2f} +- {r['std']:.2f} | "
+                     f'{delta} |')
+    table = '\n'.join(lines)
+    with open(osp.join(docs, f'{stem}_table.md'), 'w') as f:
+        f.write(f'<!-- written by {script}; protocol: {stem}_card.json -->\n{table}\n')
+    return table
+
+
+__all__ = ['train_run', 'last_metric', 'mean_std', 'method_rows', 'write_evidence']

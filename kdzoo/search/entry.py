@@ -19,7 +19,7 @@ from .loop import SearchLoop
 from .report import add_test_result, write_report
 from .runner import TrialRunner
 from .searchers import BaseSearcher, build_searcher
-from .settings import (Objective, apply_proxy, apply_validation, build_pruner,
+from .settings import (Objective, apply_proxy, apply_validation, build_pruner, hook_name,
                        search_settings)
 from .space import SearchSpace
 from .storage import open_storage, open_study
@@ -108,7 +108,7 @@ def check_reward_terms(searcher, cfg: Config) -> None:
     (``search.proxy.autokd_reward=dict(student=..., teacher=...)``)."""
     if not isinstance(searcher, dict) or searcher.get('reward') != 'autokd':
         return
-    hooks = [str(h.get('type', '')).split('.')[-1] for h in cfg.get('custom_hooks') or []]
+    hooks = [hook_name(h) for h in cfg.get('custom_hooks') or []]
     if 'AutoKDRewardHook' not in hooks:
         raise SearchError(
             "searcher reward='autokd' needs each trial's validation CE and CKA: set "

@@ -95,6 +95,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def torch_default_threads() -> int:
+    """torch's default intra-op thread count when OMP_NUM_THREADS is unset (a process
+    that has not changed it)."""
+    import torch
+    return torch.get_num_threads()
+
+
 class TrialRunner:
     """Writes a trial's config and trains it with ``tools/train.py`` in a child process.
 
@@ -194,8 +201,14 @@ class TrialRunner:
 
     def describe(self, number: int, params: Dict[str, Any]) -> str:
         pairs = ', '.join(f'{k}={v!r}' for k, v in params.items())
+        # CPU kernels sum in a thread-count-dependent order: the same config with another
+        # OMP_NUM_THREADS gives other numbers, so the re-run line pins the trial's
+        threads = {**os.environ, **self.env}.get('OMP_NUM_THREADS')
+        prefix = f'OMP_NUM_THREADS={threads} ' if threads else ''
+        note = '' if threads else (' (OMP_NUM_THREADS was unset: torch used its default '
+                                   f'of {torch_default_threads()} threads on CPU)')
         return (f'{self.header}trial {number}: {pairs}\n'
-                f're-run: python tools/train.py THIS_FILE --work-dir DIR')
+                f're-run: {prefix}python tools/train.py THIS_FILE --work-dir DIR{note}')
 
     def student_param_count(self, cfg: Config) -> int:
         """Parameters of the student of ``cfg`` (built here on CPU; the teacher is not)."""

@@ -47,8 +47,15 @@ PROXY_KEYS = ('train_indices', 'val_indices', 'max_epochs', 'max_iters', 'val_in
               'cfg_options', 'suppression', 'good_enough', 'teacher_store', 'autokd_reward',
               'sparse')
 #: ``search.proxy`` keys that add a training hook to the trial configs.
-PROXY_HOOKS = dict(suppression='LossSuppressionHook', good_enough='EarlyStopOnGoodEnoughHook',
-                   autokd_reward='AutoKDRewardHook', sparse='SparseTrainingHook')
+# Scoped names: the hooks build whatever the config's default scope is (kdzoo, mmdet, mmseg).
+PROXY_HOOKS = dict(suppression='kdzoo.LossSuppressionHook',
+                   good_enough='kdzoo.EarlyStopOnGoodEnoughHook',
+                   autokd_reward='kdzoo.AutoKDRewardHook', sparse='kdzoo.SparseTrainingHook')
+
+
+def hook_name(hook: dict) -> str:
+    """A hook config's type without its scope (``'kdzoo.X'`` and ``'X'`` are one hook)."""
+    return str(hook.get('type', '')).split('.')[-1]
 
 
 @dataclass(frozen=True)
@@ -114,7 +121,7 @@ def build_pruner(spec: Optional[dict]):
 
 def add_custom_hook(cfg: Config, hook: dict) -> Config:
     """Append ``hook`` to ``cfg.custom_hooks``, replacing a hook of the same type."""
-    hooks = [h for h in (cfg.get('custom_hooks') or []) if h.get('type') != hook['type']]
+    hooks = [h for h in (cfg.get('custom_hooks') or []) if hook_name(h) != hook_name(hook)]
     cfg.custom_hooks = hooks + [hook]
     return cfg
 
@@ -241,6 +248,6 @@ def budget_config(cfg: Config, budget: int, max_budget: int) -> Config:
     if 'checkpoint' in (cfg.get('default_hooks') or {}):
         options['default_hooks.checkpoint.save_last'] = True
     cfg.merge_from_dict(options)
-    if not any(h.get('type') == 'LossSuppressionHook' for h in cfg.get('custom_hooks') or []):
-        add_custom_hook(cfg, dict(type='LossSuppressionHook'))
+    if not any(hook_name(h) == 'LossSuppressionHook' for h in cfg.get('custom_hooks') or []):
+        add_custom_hook(cfg, dict(type=PROXY_HOOKS['suppression']))
     return cfg

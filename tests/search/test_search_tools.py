@@ -140,7 +140,10 @@ def test_best_config_reproduces_its_trial(mcts_search, tmp_path):
     study = load_study(work, 'mcts')
     best = study.best_trial
     with open(work / 'best_config.py') as f:
-        assert f'trial {best.number}:' in f.read()
+        header = f.read()
+    assert f'trial {best.number}:' in header
+    # CPU numbers depend on the thread count: the re-run line pins the trial's
+    assert '# re-run: OMP_NUM_THREADS=1 python tools/train.py THIS_FILE' in header
     run([sys.executable, 'tools/train.py', str(work / 'best_config.py'), '--work-dir',
          str(tmp_path / 'rerun')])
     assert last_val_top1(tmp_path / 'rerun') == best.value

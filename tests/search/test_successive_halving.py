@@ -143,11 +143,12 @@ def test_proxy_turns_into_custom_hooks():
     cfg = apply_proxy(cfg, dict(max_epochs=2, suppression=dict(window=5),
                                 good_enough=dict(threshold=90.0, patience=2)))
     types = [h['type'] for h in cfg.custom_hooks]
-    assert types == ['StudentCheckpointHook', 'LossSuppressionHook',
-                     'EarlyStopOnGoodEnoughHook']
+    # scoped, so they build under an mmdet / mmseg default scope too
+    assert types == ['StudentCheckpointHook', 'kdzoo.LossSuppressionHook',
+                     'kdzoo.EarlyStopOnGoodEnoughHook']
     assert cfg.custom_hooks[1]['window'] == 5 and cfg.custom_hooks[2]['threshold'] == 90.0
     cfg = apply_proxy(cfg, dict(suppression=True))  # replaced, not added twice
-    assert [h['type'] for h in cfg.custom_hooks].count('LossSuppressionHook') == 1
+    assert [h['type'] for h in cfg.custom_hooks].count('kdzoo.LossSuppressionHook') == 1
     with pytest.raises(KeyError, match='unknown keys'):
         apply_proxy(cfg, dict(good_enuf=dict(threshold=1)))
 

@@ -1,4 +1,4 @@
-"""Segmentation KD measured on the canvas Cityscapes-format set (docs/seg_kd_canvas.md):
+"""Segmentation KD measured on the canvas Cityscapes-format set (docs/segmentation.md):
 
     python tools/analysis/seg_kd_canvas.py [--work-dir work_dirs/seg_kd_canvas]
         [--seeds 0 1 2] [--methods vanilla cwd dist skd skd_pair] [--jobs 2]
@@ -9,11 +9,10 @@ trains the PSPNet-R18 w32 teacher once (unless ``--teacher-checkpoint``), then t
 student vanilla and with each KD method (configs/segmentation/canvas/), each seed. Every
 number is mmseg's IoUMetric mIoU on the test canvases after the last iteration (no
 selection). Each run is one ``tools/train.py`` process with one thread; ``--jobs`` runs
-that many at once. Writes WORK_DIR/results.json, the table docs/seg_kd_canvas.md and its
+that many at once. Writes WORK_DIR/results.json, the table docs/seg_kd_canvas_table.md and its
 protocol card docs/seg_kd_canvas_card.json.
 """
 import argparse
-import json
 import os
 import os.path as osp
 import platform
@@ -26,7 +25,8 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from kdzoo.benchmarks.runs import last_metric, mean_std, train_run  # noqa: E402
+from kdzoo.benchmarks.runs import (last_metric, method_rows, train_run,  # noqa: E402
+                                   write_evidence)
 
 CANVAS = 'configs/segmentation/canvas'
 TEACHER = f'{CANVAS}/pspnet_r18_w32_canvas.py'
@@ -67,7 +67,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     work = osp.abspath(args.work_dir)
     data_root = osp.abspath(args.data_root)
-    start = time.time()
     if not osp.isdir(osp.join(data_root, 'gtFine')):
         subprocess.run([sys.executable, 'tools/dataset_converters/make_canvas_data.py',
                         'cityscapes', data_root] + CANVAS_ARGS, cwd=ROOT, check=True)
@@ -93,13 +92,7 @@ def main(argv=None):
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:
         results = dict(zip(todo, pool.map(run, todo)))
 
-    rows = []
-    for method in args.methods:
-        values = [results[(method, s)]['value'] for s in args.seeds]
-        mean, std = mean_std(values)
-        rows.append(dict(method=method, what=METHODS[method][1], config=METHODS[method][0],
-                         values=values, mean=round(mean, 2), std=round(std, 2),
-                         seconds=[results[(method, s)]['seconds'] for s in args.seeds]))
+    rows = method_rows(results, METHODS, args.methods, args.seeds)
     protocol = dict(
         what='Segmentation KD on the canvas Cityscapes-format set '
              '(tools/analysis/seg_kd_canvas.py)',
@@ -119,24 +112,9 @@ def main(argv=None):
         device=f'CPU ({platform.processor() or platform.machine()}, '
                f'{os.cpu_count()} cores), 1 process per run, 1 thread',
         codebase='kdzoo Distiller around mmseg EncoderDecoder (not the CIRKD protocol)',
-        wall_seconds=round(time.time() - start, 1))
-    out = dict(protocol=protocol, rows=rows)
-    os.makedirs(work, exist_ok=True)
-    with open(osp.join(work, 'results.json'), 'w') as f:
-        json.dump(out, f, indent=1)
-    with open(osp.join(args.docs, 'seg_kd_canvas_card.json'), 'w') as f:
-        json.dump(protocol, f, indent=1)
-    vanilla = next((r for r in rows if r['method'] == 'vanilla'), None)
-    lines = ['| method | terms | test mIoU (%) | vs vanilla |', '| --- | --- | --- | --- |']
-    for r in rows:
-        delta = '' if vanilla is None or r is vanilla else f"{r['mean'] - vanilla['mean']:+.2f}"
-        lines.append(f"| {r['method']} | {r['what']} | {r['mean']:.2f} +- {r['std']:.2f} | "
-                     f'{delta} |')
-    table = '\n'.join(lines)
-    print(table)
-    with open(osp.join(args.docs, 'seg_kd_canvas_table.md'), 'w') as f:
-        f.write('<!-- written by tools/analysis/seg_kd_canvas.py; protocol: '
-                'seg_kd_canvas_card.json -->\n' + table + '\n')
+        run_seconds=round(sum(sum(r['seconds']) for r in rows), 1))
+    print(write_evidence(rows, protocol, work, args.docs, 'seg_kd_canvas', 'test mIoU (%)',
+                         'tools/analysis/seg_kd_canvas.py'))
     return 0
 
 

@@ -1,8 +1,10 @@
-# The canvas detection set (Fashion-MNIST items pasted on 128x128 textured canvases, COCO
+# The canvas detection set (Fashion-MNIST items pasted on 64x64 textured canvases, COCO
 # format), written by
-#   python tools/dataset_converters/make_canvas_data.py coco data/canvas_coco
-# (1000 train / 250 val images, 1-4 items of 24-56 px each), and a short schedule sized for
-# a few minutes of CPU training: batch 8, 12 epochs (1500 iterations), AdamW.
+#   python tools/dataset_converters/make_canvas_data.py coco data/canvas_coco \
+#       --height 64 --width 64 --items 1 2 --scale 24 48 --train 1000 --val 300
+# (1000 train canvases of Fashion-MNIST training items, 300 'val' canvases of its test
+# items: the test split), and a short schedule sized for minutes of CPU training:
+# batch 8, 12 epochs (1500 iterations), AdamW.
 # mmdet components: the default scope is mmdet, kdzoo's own types carry 'kdzoo.'.
 default_scope = 'mmdet'
 
@@ -10,7 +12,7 @@ dataset_type = 'CocoDataset'
 data_root = 'data/canvas_coco/'
 metainfo = dict(classes=('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal',
                          'Shirt', 'Sneaker', 'Bag', 'Ankle boot'))
-img_scale = (128, 128)
+img_scale = (64, 64)
 backend_args = None
 
 train_pipeline = [

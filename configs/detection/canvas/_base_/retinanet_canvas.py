@@ -1,6 +1,6 @@
-# RetinaNet for the 128x128 canvases: FPN levels P3-P5 (strides 8, 16, 32; maps 16, 8, 4)
+# RetinaNet for the 64x64 canvases: FPN levels P3-P5 (strides 8, 16, 32; maps 8, 4, 2)
 # of 64 channels, anchors of 16-101 px (octave_base_scale 2: 16, 20, 25 px at P3) for the
-# 24-56 px items, 10 classes, a light head (2 stacked convs). BN, no pretrained weights.
+# 24-48 px items, 10 classes, a light head (2 stacked convs). BN, no pretrained weights.
 # The teacher is this model with a ResNet-18; the student (canvas_det_student.py) narrows
 # the ResNet-18 (base_channels 16: stages of 16, 32, 64, 128 channels) and its head.
 model = dict(

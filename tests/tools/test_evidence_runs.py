@@ -1,0 +1,47 @@
+"""The evidence scripts' shared helpers: rows of mean +- std per method, the table and its
+protocol card written side by side."""
+import json
+import math
+
+import pytest
+
+from kdzoo.benchmarks.runs import last_metric, mean_std, method_rows, write_evidence
+
+METHODS = {'vanilla': ('a.py', 'student alone'), 'kd': ('b.py', 'kl on logits')}
+
+
+def results():
+    return {('vanilla', 0): dict(value=40.0, seconds=10.0),
+            ('vanilla', 1): dict(value=42.0, seconds=11.0),
+            ('kd', 0): dict(value=45.0, seconds=20.0),
+            ('kd', 1): dict(value=48.0, seconds=21.0)}
+
+
+def test_rows_hold_each_seed_and_the_sample_std():
+    rows = method_rows(results(), METHODS, ['vanilla', 'kd'], [0, 1])
+    assert [r['method'] for r in rows] == ['vanilla', 'kd']
+    assert rows[1]['values'] == [45.0, 48.0] and rows[1]['mean'] == 46.5
+    assert math.isclose(rows[1]['std'], round(math.sqrt(4.5), 2))  # n - 1 in the std
+    assert rows[0]['seconds'] == [10.0, 11.0] and rows[0]['config'] == 'a.py'
+    assert mean_std([3.0]) == (3.0, 0.0)
+
+
+def test_the_table_names_its_card_and_the_difference_to_vanilla(tmp_path):
+    rows = method_rows(results(), METHODS, ['vanilla', 'kd'], [0, 1])
+    table = write_evidence(rows, dict(seeds=[0, 1]), str(tmp_path / 'work'), str(tmp_path),
+                           'demo', 'test top-1 (%)', 'tools/analysis/demo.py')
+    assert '| kd | kl on logits | 46.50 +- 2.12 | +5.50 |' in table
+    text = (tmp_path / 'demo_table.md').read_text()
+    assert text.startswith('<!-- written by tools/analysis/demo.py; protocol: demo_card.json')
+    assert json.loads((tmp_path / 'demo_card.json').read_text()) == dict(seeds=[0, 1])
+    saved = json.loads((tmp_path / 'work' / 'results.json').read_text())
+    assert saved['rows'][1]['values'] == [45.0, 48.0]
+
+
+def test_last_metric_reads_the_last_logged_value_and_names_a_missing_one(tmp_path):
+    scalars = tmp_path / '20261203_000000' / 'vis_data' / 'scalars.json'
+    scalars.parent.mkdir(parents=True)
+    scalars.write_text('{"mIoU": 10.0, "step": 1}\n{"loss": 1.0}\n{"mIoU": 12.5, "step": 2}\n')
+    assert last_metric(str(tmp_path), 'mIoU') == 12.5
+    with pytest.raises(RuntimeError, match='no coco/bbox_mAP logged'):
+        last_metric(str(tmp_path), 'coco/bbox_mAP')
