@@ -1,6 +1,7 @@
 """Evidence runs: one ordinary ``tools/train.py CONFIG --cfg-options ...`` call per number,
 cached, so the evidence scripts (``tools/analysis/*_fmnist.py``) continue where they
 stopped and every number can be re-run from ``RUN_DIR/command.txt``."""
+import fcntl
 import glob
 import json
 import os
@@ -33,10 +34,18 @@ def train_run(run_dir: str, config: str, options: Dict[str, object],
     """Train ``config`` with ``options`` in ``run_dir`` (one process, ``threads`` threads);
     ``dict(value, seconds)``, cached in ``run_dir/result.json``."""
     result_file = osp.join(run_dir, 'result.json')
-    if osp.isfile(result_file):
-        with open(result_file) as f:
-            return json.load(f)
     os.makedirs(run_dir, exist_ok=True)
+    # two evidence scripts may share runs: the second waits for the first's result
+    with open(osp.join(run_dir, '.lock'), 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if osp.isfile(result_file):
+            with open(result_file) as f:
+                return json.load(f)
+        return _train(run_dir, config, options, metric, threads, result_file)
+
+
+def _train(run_dir: str, config: str, options: Dict[str, object], metric: str,
+           threads: int, result_file: str) -> dict:
     cmd = [sys.executable, 'tools/train.py', config, '--work-dir', run_dir, '--cfg-options']
     cmd += [f'{k}={v}' for k, v in options.items()]
     with open(osp.join(run_dir, 'command.txt'), 'w') as f:

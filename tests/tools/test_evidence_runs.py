@@ -1,7 +1,10 @@
 """The evidence scripts' shared helpers: rows of mean +- std per method, the table and its
 protocol card written side by side."""
+import glob
 import json
 import math
+import os.path as osp
+import re
 
 import pytest
 
@@ -45,3 +48,21 @@ def test_last_metric_reads_the_last_logged_value_and_names_a_missing_one(tmp_pat
     assert last_metric(str(tmp_path), 'mIoU') == 12.5
     with pytest.raises(RuntimeError, match='no coco/bbox_mAP logged'):
         last_metric(str(tmp_path), 'coco/bbox_mAP')
+
+
+DOCS = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'docs')
+
+
+def test_every_measured_table_in_the_docs_names_a_protocol_card():
+    """Every table an evidence script writes points to its card, and every card says at
+    least where it ran and with which seeds."""
+    tables = glob.glob(osp.join(DOCS, '*_table.md'))
+    assert len(tables) >= 2
+    for table in tables:
+        first = open(table).readline()
+        card = re.search(r'protocol: (\S+_card\.json)', first)
+        assert card, f'{table}: no protocol card named in {first!r}'
+        assert osp.isfile(osp.join(DOCS, card.group(1))), card.group(1)
+    for card in glob.glob(osp.join(DOCS, '*_card.json')):
+        protocol = json.load(open(card))
+        assert {'device', 'seeds'} <= set(protocol), card

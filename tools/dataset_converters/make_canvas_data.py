@@ -1,8 +1,12 @@
 """Write the canvas detection (COCO) or segmentation (Cityscapes) set from Fashion-MNIST.
 
-    python tools/dataset_converters/make_canvas_data.py coco data/canvas_coco
+    python tools/dataset_converters/make_canvas_data.py coco data/canvas_coco \\
+        --height 64 --width 64 --items 1 2 --scale 24 48 --train 1000 --val 300
     python tools/dataset_converters/make_canvas_data.py cityscapes data/canvas_cityscapes \\
-        --height 128 --width 256 --train 800 --val 200
+        --height 64 --width 64 --items 1 2 --scale 28 56 --train 1000 --val 300
+
+(the sets of the measured canvas configs: configs/detection/canvas/_base_/canvas_coco.py
+and configs/_base_/datasets/canvas_cityscapes.py).
 
 Real Fashion-MNIST items pasted without overlap on textured canvases, with exact boxes and
 masks (see kdzoo/datasets/canvas.py). mmdet's CocoDataset / CocoMetric and mmseg's
