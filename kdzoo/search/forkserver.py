@@ -360,6 +360,11 @@ def _warm(setup: dict) -> dict:
     sys.modules.pop('kdzoo.cli.train', None)
     from kdzoo.utils import register_all_modules
     register_all_modules(init_default_scope=False)  # the trial makes its own scope
+    try:  # the Runner logs it at start: its first call imports and probes for seconds
+        from mmengine.utils.dl_utils import collect_env
+        collect_env()
+    except Exception as err:  # the trial itself reports it
+        print(f'[forkserver] could not collect the environment: {err!r}', flush=True)
     warmed = []
     from kdzoo.registry import DATASETS
     for data in setup.get('datasets') or []:

@@ -27,7 +27,7 @@ import warnings
 from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
 
 from optuna.distributions import BaseDistribution
-from optuna.samplers import BaseSampler, NSGAIISampler, RandomSampler
+from optuna.samplers import BaseSampler, NSGAIISampler, RandomSampler, TPESampler
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
@@ -258,6 +258,19 @@ class SeededRandomSampler(RandomSampler):
         super().before_trial(study, trial)
 
 
+class SeededTPESampler(TPESampler):
+    """Optuna's TPESampler (multivariate by default) with per-trial seeding (see
+    :class:`SeededRandomSampler`): the generic Bayesian-optimisation baseline."""
+
+    def __init__(self, seed: Optional[int] = None, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        self._seed = seed
+
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        _reseed(self, self._seed, trial.number)
+        super().before_trial(study, trial)
+
+
 def stratified_point(space: SearchSpace, seed: Optional[int], index: int) -> Dict[str, Any]:
     """Point ``index`` of a stratified (Latin-hypercube-like) design over ``space``.
 
@@ -311,6 +324,7 @@ class SeededNSGAIISampler(NSGAIISampler):
 
 
 __all__ = [
-    'PathSampler', 'MCTSSampler', 'SeededRandomSampler', 'SeededNSGAIISampler', 'Node',
+    'PathSampler', 'MCTSSampler', 'SeededRandomSampler', 'SeededNSGAIISampler',
+    'SeededTPESampler', 'Node',
     'build_tree', 'select_path', 'ucb_score', 'normalised_rewards', 'stratified_point'
 ]

@@ -10,6 +10,7 @@ of :class:`BaseSearcher` (``begin`` / ``plan`` / ``assign`` / ``told`` / ``end``
 ``mcts``    Auto-KD's Monte Carlo tree search (:class:`~kdzoo.search.samplers.MCTSSampler`).
 ``nsga2``   UniADS: Optuna's NSGAIISampler on two objectives, the metric and the student's
             parameter count (minimised), with ``param_budget`` as a constraint.
+``tpe``     Optuna's TPESampler (multivariate): the generic baseline, not a paper's method.
 ==========  =============================================================================
 
 ``successive_halving`` (UniADS' rungs with loss suppression) is
@@ -26,7 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from kdzoo.registry import SEARCHERS
 from .protocol import Job, Plan, Reject, SearchState, TrialResult
-from .samplers import MCTSSampler, SeededNSGAIISampler, SeededRandomSampler
+from .samplers import MCTSSampler, SeededNSGAIISampler, SeededRandomSampler, SeededTPESampler
 from .space import SearchSpace
 from .trials import budget_trials, params_key, trial_params
 
@@ -186,6 +187,32 @@ class MCTSSearcher(BaseSearcher):
         from .plots import plot_mcts_visits
         root = self.sampler(space).tree(study)
         plot_mcts_visits(space, root, osp.join(work_dir, 'mcts_visits.png'))
+
+
+@SEARCHERS.register_module(name='tpe')
+class TPESearcher(BaseSearcher):
+    """Optuna's tree-structured Parzen estimator: the off-the-shelf Bayesian optimiser a
+    user would otherwise pick; kdzoo ships it as the baseline its own searchers are
+    measured against (docs/search_benchmark.md).
+
+    Args:
+        n_startup_trials: random trials before the density model is used.
+        multivariate: model the decisions jointly (Optuna's ``multivariate=True``).
+        n_ei_candidates: candidates scored per proposal.
+    """
+
+    def __init__(self, n_startup_trials: int = 10, multivariate: bool = True,
+                 n_ei_candidates: int = 24, seed: Optional[int] = 0):
+        super().__init__(seed)
+        self.kwargs = dict(n_startup_trials=n_startup_trials, multivariate=multivariate,
+                           n_ei_candidates=n_ei_candidates)
+
+    def sampler(self, space: SearchSpace) -> BaseSampler:
+        import warnings
+        with warnings.catch_warnings():
+            # multivariate TPE is flagged experimental by Optuna; it is the documented choice
+            warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
+            return SeededTPESampler(seed=self.seed, **self.kwargs)
 
 
 #: First generations of ``nsga2``.

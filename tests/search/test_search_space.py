@@ -108,7 +108,7 @@ def test_space_errors_name_the_valid_keys():
 
 def test_searchers_are_registered_and_built():
     SEARCHERS.import_from_location()
-    assert {'random', 'grid', 'mcts', 'nsga2'} <= set(SEARCHERS.module_dict)
+    assert {'random', 'grid', 'mcts', 'nsga2', 'tpe'} <= set(SEARCHERS.module_dict)
     space = logit_space()
     mcts = build_searcher(dict(type='mcts', exploration=0.3), seed=1)
     assert mcts.sampler(space).exploration == 0.3
@@ -118,6 +118,9 @@ def test_searchers_are_registered_and_built():
     trial = optuna.trial.create_trial(value=None, state=optuna.trial.TrialState.RUNNING,
                                       user_attrs=dict(param_count=1500))
     assert nsga2.violation(trial.user_attrs) == 500.0 and not nsga2.feasible(trial)
+    tpe = build_searcher(dict(type='tpe', n_startup_trials=4), seed=2).sampler(space)
+    assert isinstance(tpe, optuna.samplers.TPESampler)
+    assert tpe._n_startup_trials == 4 and tpe._multivariate
     with pytest.raises(KeyError, match='unknown searcher'):
         build_searcher('bayes')
 

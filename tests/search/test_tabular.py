@@ -14,7 +14,7 @@ from kdzoo.benchmarks.tabular import (DEFAULT_TABLES, Table, TabularObjective, a
 from kdzoo.search import Job, SearchSpace
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-SEARCHERS = ['random', 'grid', 'mcts', 'nsga2']
+SEARCHERS = ['random', 'grid', 'mcts', 'nsga2', 'tpe']
 
 
 def small_space():

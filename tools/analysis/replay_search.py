@@ -18,6 +18,7 @@ import json
 import math
 import os
 import os.path as osp
+import platform
 import sys
 import time
 
@@ -183,6 +184,27 @@ def plot(results, path, n_trials, fraction, only=None):
     plt.close(fig)
 
 
+def protocol_card(table, args, seconds: float) -> dict:
+    """How the table's numbers were made (its files' header lines) and how they were
+    replayed: the protocol card of the numbers in docs/search_benchmark.md."""
+    files = args.table or [osp.relpath(p, ROOT) for p in DEFAULT_TABLES]
+    return dict(
+        what='Searchers replayed on the tabular benchmark (tools/analysis/replay_search.py)',
+        table=dict(files=files, rows=len(table),
+                   space=table.meta('space:'),
+                   proxy=table.meta('proxy:'),
+                   metric=table.meta('metric:'),
+                   teacher=table.meta('teacher:'),
+                   value='mean over the files (one per training seed)'),
+        replay=dict(searchers=args.searchers, n_trials=args.n_trials, fraction=args.fraction,
+                    order=args.order),
+        seeds=list(range(args.seed_offset, args.seed_offset + args.seeds)),
+        reported='median (IQR) over searcher seeds of the trials to reach the top fraction; '
+                 'median simple regret after 10 / 20 / 40 trials',
+        device=f'CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)',
+        seconds=round(seconds, 1))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -202,6 +224,9 @@ def main(argv=None):
                         'depends on the order')
     parser.add_argument('--out-dir', default='work_dirs/search_benchmark')
     parser.add_argument('--plot', default=None, help='default: OUT_DIR/regret.png')
+    parser.add_argument('--card', default=None, metavar='JSON',
+                        help='also write the protocol card of the reported numbers here '
+                        '(e.g. docs/search_benchmark_card.json)')
     parser.add_argument('--plot-only', nargs='+', default=None, metavar='SEARCHER',
                         help='searchers drawn in the plot (default: all)')
     args = parser.parse_args(argv)
@@ -245,6 +270,9 @@ def main(argv=None):
         json.dump(dict(summary={k: {kk: vv for kk, vv in v.items()}
                                 for k, v in results.items()},
                        runs=raw, args=vars(args)), f, indent=1, default=str)
+    if args.card:
+        with open(args.card, 'w') as f:
+            json.dump(protocol_card(table, args, seconds), f, indent=1)
     plot_path = args.plot or osp.join(args.out_dir, 'regret.png')
     plot(results, plot_path, args.n_trials, args.fraction, args.plot_only)
     print(text)
