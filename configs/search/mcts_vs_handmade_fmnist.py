@@ -9,6 +9,8 @@
 #       --cfg-options model.teacher_checkpoint=work_dirs/quickstart/teacher/epoch_3.pth
 _base_ = ['./mcts_feature_kd_fmnist.py']
 search = dict(
+    # rave_k=0: plain UCT, as in the measured comparison (docs/search.md)
+    searcher=dict(type='mcts', exploration=0.5, reward='metric', rave_k=0.0),
     n_trials=16,
     proxy=dict(_delete_=True, train_indices=10000, max_epochs=2,
                cfg_options={'train_dataloader.num_workers': 0,

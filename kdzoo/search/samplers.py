@@ -16,6 +16,15 @@ its storage and many workers share one tree. Per trial:
   first (uniformly at random: expansion + random simulation), else the child maximising
   the UCB score ``R_i / N_i + C * sqrt(2 ln N_parent / N_i)``.
 
+With ``rave_k > 0`` the tree also shares evidence between its branches (RAVE, Gelly &
+Silver, ICML 2007): the all-moves-as-first statistics of a choice (``R~``, ``N~``: every
+visited trial that made this choice for this decision, whatever its path) blend into the
+child's value, ``(1 - b) R_i / N_i + b R~_i / N~_i`` with ``b = sqrt(k / (3 N_i + k))``, and
+rank the unvisited children (highest ``R~ / N~ + C sqrt(2 ln N~_decision / N~)`` first, a
+choice never tried anywhere before all others) instead of a uniform draw. In a deep tree
+with few trials most nodes are unvisited; RAVE lets the first trials tell e.g. which
+temperature works before every branch has tried both.
+
 The reward of a COMPLETE trial is its objective value normalised to [0, 1] (min-max over
 the completed trials, or over a given ``reward_range``; flipped for ``minimize``), or with
 ``reward='autokd'`` Auto-KD's ``1 - (CE + (1 - CKA))`` from the trial's user attributes
@@ -49,13 +58,15 @@ def ucb_score(total_reward: float, visits: int, parent_visits: int,
 class Node:
     """A tree node: visits N, total reward R, children by choice index, distinct leaves."""
 
-    __slots__ = ('visits', 'reward', 'children', 'leaves')
+    __slots__ = ('visits', 'reward', 'children', 'leaves', 'amaf')
 
     def __init__(self):
         self.visits = 0
         self.reward = 0.0
         self.children: Dict[int, 'Node'] = {}
         self.leaves = set()
+        #: on the root only: ``{(depth, choice index): [visits, reward]}`` over all trials
+        self.amaf: Dict[Tuple[int, int], list] = {}
 
     @property
     def mean(self) -> float:
@@ -128,13 +139,35 @@ def build_tree(space: SearchSpace, trials: Iterable[FrozenTrial],
             node.visits += 1
             node.reward += r
             node.leaves.add(path)
+        for depth, index in enumerate(path):
+            stats = root.amaf.setdefault((depth, index), [0, 0.0])
+            stats[0] += 1
+            stats[1] += r
     return root
+
+
+def rave_beta(visits: int, k: float) -> float:
+    """Weight of the all-moves-as-first value: ``sqrt(k / (3 N + k))`` (Gelly & Silver's
+    schedule: 1 for an unvisited child, 1/2 at ``N = k``, 0 as ``N`` grows)."""
+    return math.sqrt(k / (3.0 * visits + k)) if k > 0 else 0.0
+
+
+def rave_score(child: Optional[Node], amaf: Sequence[float], parent_visits: int,
+               exploration: float, k: float) -> float:
+    """The RAVE-blended UCB score of a visited child (see the module doc)."""
+    n, total = (child.visits, child.reward) if child is not None else (0, 0.0)
+    n_amaf, r_amaf = amaf
+    beta = rave_beta(n, k)
+    value = (1.0 - beta) * (total / n if n else 0.0) + beta * (r_amaf / n_amaf if n_amaf
+                                                                else 0.0)
+    return value + exploration * math.sqrt(2.0 * math.log(max(parent_visits, 1)) / n)
 
 
 def select_path(space: SearchSpace, root: Node, rng: random.Random, exploration: float = 0.5,
                 allow_repeats: bool = False,
-                fixed: Optional[Dict[str, Any]] = None) -> Tuple[int, ...]:
-    """Choice indices from the root to a leaf (selection, expansion, random simulation)."""
+                fixed: Optional[Dict[str, Any]] = None, rave_k: float = 0.0) -> Tuple[int, ...]:
+    """Choice indices from the root to a leaf (selection, expansion, random simulation;
+    with ``rave_k > 0`` RAVE-guided, see the module doc)."""
     fixed = fixed or {}
     node: Optional[Node] = root
     state, path = None, []
@@ -149,14 +182,25 @@ def select_path(space: SearchSpace, root: Node, rng: random.Random, exploration:
                             or len(children[i].leaves) < space.count(depth + 1, s)]
             options = open_options or options
         unvisited = [(i, s) for i, s in options if children[i] is None or not children[i].visits]
-        if unvisited:
-            index, state = rng.choice(unvisited)
+        amaf = {i: root.amaf.get((depth, i), (0, 0.0)) for i, _ in options}
+        if unvisited and rave_k > 0:
+            # expansion in the order of the choices' evidence from the rest of the tree
+            decision_visits = sum(root.amaf.get((depth, i), (0, 0.0))[0]
+                                  for i in range(len(decision.labels)))
+            scores = [(ucb_score(amaf[i][1], amaf[i][0], decision_visits, exploration), i, s)
+                      for i, s in unvisited]
+        elif unvisited:
+            scores = [(0.0, i, s) for i, s in unvisited]
         else:
             parent_visits = node.visits if node is not None else 0
-            scores = [(ucb_score(children[i].reward, children[i].visits, parent_visits,
-                                 exploration), i, s) for i, s in options]
-            best = max(score for score, _, _ in scores)
-            index, state = rng.choice([(i, s) for score, i, s in scores if score >= best])
+            if rave_k > 0:
+                scores = [(rave_score(children[i], amaf[i], parent_visits, exploration,
+                                      rave_k), i, s) for i, s in options]
+            else:
+                scores = [(ucb_score(children[i].reward, children[i].visits, parent_visits,
+                                     exploration), i, s) for i, s in options]
+        best = max(score for score, _, _ in scores)
+        index, state = rng.choice([(i, s) for score, i, s in scores if score >= best])
         path.append(index)
         node = children[index]
     return tuple(path)
@@ -207,16 +251,21 @@ class MCTSSampler(PathSampler):
             min-max over the completed trials.
         allow_repeats: allow a leaf that was already tried (default: exhausted subtrees are
             skipped until the whole space has been tried).
+        rave_k: RAVE's equivalence parameter (the visits at which a node's own mean and
+            the all-moves-as-first mean weigh the same); 0 turns RAVE off.
         seed: seed of the tie-breaking / expansion randomness (combined with the trial
             number).
     """
 
     def __init__(self, space: SearchSpace, exploration: float = 0.5, reward: str = 'metric',
                  reward_range: Optional[Sequence[float]] = None, allow_repeats: bool = False,
-                 seed: Optional[int] = None):
+                 rave_k: float = 0.0, seed: Optional[int] = None):
         if reward not in REWARDS:
             raise ValueError(f'MCTS reward={reward!r}; valid: {REWARDS}')
+        if rave_k < 0:
+            raise ValueError(f'MCTS rave_k={rave_k!r}: must be >= 0 (0 turns RAVE off)')
         super().__init__(space, seed)
+        self.rave_k = float(rave_k)
         self.exploration = float(exploration)
         self.reward = reward
         self.reward_range = reward_range
@@ -230,7 +279,7 @@ class MCTSSampler(PathSampler):
     def choose_path(self, study: Study, trial: FrozenTrial) -> Tuple[int, ...]:
         return select_path(self.space, self.tree(study), trial_rng(self.seed, trial.number),
                            self.exploration, self.allow_repeats,
-                           enqueued_params(trial))
+                           enqueued_params(trial), self.rave_k)
 
 
 def _reseed(sampler: BaseSampler, seed: Optional[int], number: int) -> None:

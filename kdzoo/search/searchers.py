@@ -170,14 +170,17 @@ class MCTSSearcher(BaseSearcher):
         reward: ``'metric'`` (the metric normalised to [0, 1]) or ``'autokd'``.
         reward_range: fixed (low, high) of the metric for the normalisation.
         allow_repeats: let the tree re-select leaves that were already tried.
+        rave_k: RAVE's equivalence parameter (0: off, Auto-KD's plain UCT); see
+            :class:`~kdzoo.search.samplers.MCTSSampler`. The default, 10, was fixed on the
+            tabular benchmark's development seeds (docs/search_benchmark.md).
     """
 
     def __init__(self, exploration: float = 0.5, reward: str = 'metric',
                  reward_range: Optional[Sequence[float]] = None, allow_repeats: bool = False,
-                 seed: Optional[int] = 0):
+                 rave_k: float = 10.0, seed: Optional[int] = 0):
         super().__init__(seed)
         self.kwargs = dict(exploration=exploration, reward=reward, reward_range=reward_range,
-                           allow_repeats=allow_repeats)
+                           allow_repeats=allow_repeats, rave_k=rave_k)
         self.allow_duplicates = allow_repeats
 
     def sampler(self, space: SearchSpace) -> BaseSampler:

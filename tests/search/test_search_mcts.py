@@ -12,7 +12,7 @@ from optuna.trial import TrialState, create_trial
 
 from kdzoo.search import (SearchLoop, SearchSpace, TrialBook, TrialResult, build_searcher,
                           build_tree, open_storage, select_path, ucb_score)
-from kdzoo.search.samplers import MCTSSampler, normalised_rewards
+from kdzoo.search.samplers import MCTSSampler, normalised_rewards, rave_beta, rave_score
 from kdzoo.search.trials import INTERRUPTED_KEY, WORKER_KEY, worker_identity
 from search_helpers import new_book
 
@@ -84,6 +84,50 @@ def test_selection_unvisited_first_then_ucb_and_skips_exhausted_subtrees():
     assert select_path(space, root, rng, exploration=0.0)[0] == 1
     # fixed (enqueued) parameters are respected
     assert select_path(space, root, rng, 0.0, fixed={'kd0.distance': 'kl'})[0] == 0
+
+
+def test_rave_statistics_and_formulas():
+    space = small_space()
+    trials = [frozen(space, ['kl', 1.0], value=90.0, number=0),
+              frozen(space, ['l2', 5.0], value=10.0, number=1),
+              frozen(space, ['l2', 1.0], value=70.0, number=2)]
+    root = build_tree(space, trials)
+    # all-moves-as-first: per (decision depth, choice) over every trial, whatever its path
+    assert root.amaf[(0, 0)] == [1, pytest.approx(1.0)]
+    assert root.amaf[(0, 1)] == [2, pytest.approx(0.75)]
+    assert root.amaf[(1, 0)] == [2, pytest.approx(1.75)]       # weight 1 under kl and l2
+    assert root.amaf[(1, 1)] == [1, pytest.approx(0.0)]
+    assert (1, 2) not in root.amaf
+    # Gelly & Silver's schedule sqrt(k / (3N + k))
+    assert rave_beta(0, 10.0) == 1.0 and rave_beta(5, 5.0) == pytest.approx(0.5)
+    assert rave_beta(4, 0.0) == 0.0
+    child = root.children[1]                                   # l2: N 2, R 0.75
+    beta = math.sqrt(3.0 / (3 * 2 + 3.0))
+    want = (1 - beta) * 0.75 / 2 + beta * 1.75 / 2 + 0.5 * math.sqrt(2 * math.log(3) / 2)
+    assert rave_score(child, [2, 1.75], 3, 0.5, 3.0) == pytest.approx(want)
+
+
+def test_rave_expands_the_choice_that_paid_elsewhere():
+    space = small_space()
+    trials = [frozen(space, ['kl', 1.0], value=90.0, number=0),
+              frozen(space, ['kl', 5.0], value=10.0, number=1),
+              frozen(space, ['kl', 16.0], value=50.0, number=2),
+              frozen(space, ['l2', 16.0], value=60.0, number=3)]
+    root = build_tree(space, trials)
+    # under l2, weights 1 and 5 are unvisited: plain MCTS draws one at random, RAVE takes
+    # weight 1, the one that paid under kl (C = 0: pure evidence)
+    picks = {select_path(space, root, random.Random(seed), 0.0, fixed={'kd0.distance': 'l2'})
+             for seed in range(20)}
+    assert picks == {(1, 0), (1, 1)}
+    for seed in range(20):
+        assert select_path(space, root, random.Random(seed), 0.0,
+                           fixed={'kd0.distance': 'l2'}, rave_k=10.0) == (1, 0)
+    # a choice never tried anywhere comes before all tried ones, whatever their evidence
+    root = build_tree(space, trials[:1] + trials[3:])
+    assert select_path(space, root, random.Random(0), 0.0, fixed={'kd0.distance': 'l2'},
+                       rave_k=10.0) == (1, 1)
+    with pytest.raises(ValueError, match='rave_k'):
+        MCTSSampler(space, rave_k=-1)
 
 
 def test_autokd_reward_from_user_attrs():

@@ -272,11 +272,17 @@ def test_replay_tool_on_seed_files(tmp_path, small):
     out = tmp_path / 'out'
     results = tool.main(['--table', *paths, '--space-config', str(config), '--seeds', '6',
                          '--n-trials', '12', '--searchers', 'random', 'mcts',
-                         'nsga2:population_size=4', '--out-dir', str(out)])
-    assert set(results) == {'random', 'mcts', 'nsga2:population_size=4'}
+                         'nsga2:population_size=4', 'tpe', '--out-dir', str(out),
+                         '--card', str(tmp_path / 'card.json')])
+    assert set(results) == {'random', 'mcts', 'nsga2:population_size=4', 'tpe'}
     assert all(r['runs'] == 6 for r in results.values())
     text = (out / 'results.md').read_text()
     assert 'the mean of 2 training seeds' in text and '| kd0.tau |' in text
-    assert text.count('| `') == 3 and 'p (fewer than random)' in text
+    assert text.count('| `') == 4
+    assert 'p (fewer than random) | p (fewer than tpe)' in text
+    assert '| `tpe` |' in text and text.split('| `tpe` |')[1].split('|')[4].strip() == '-'
+    card = json.loads((tmp_path / 'card.json').read_text())
+    assert card['seeds'] == list(range(6)) and card['replay']['n_trials'] == 12
+    assert card['table']['files'] == paths
     saved = json.loads((out / 'results.json').read_text())
     assert len(saved['runs']['mcts']) == 6 and (out / 'regret.png').stat().st_size > 0

@@ -66,3 +66,29 @@ def test_every_measured_table_in_the_docs_names_a_protocol_card():
     for card in glob.glob(osp.join(DOCS, '*_card.json')):
         protocol = json.load(open(card))
         assert {'device', 'seeds'} <= set(protocol), card
+
+
+def test_proxy_rank_agreement_of_the_searched_vs_handmade_script(tmp_path):
+    """--proxy's figures: seed-to-seed Spearman over the rows, and proxy vs full means read
+    back from the full table that write_evidence wrote."""
+    import importlib.util
+    root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    spec = importlib.util.spec_from_file_location(
+        'svh', osp.join(root, 'tools', 'analysis', 'searched_vs_handmade_fmnist.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    full = [dict(method=m, what=m, config=None, values=[v, v], mean=v, std=0.0, seconds=[1, 1])
+            for m, v in (('vanilla', 80.0), ('kd', 82.5), ('at', 79.0), ('dist', 81.0))]
+    write_evidence(full, dict(device='cpu', seeds=[0, 1]), str(tmp_path), str(tmp_path),
+                   'full', 'top-1', 'x.py')
+    means = tool.table_means(str(tmp_path / 'full_table.md'))
+    assert means == {'vanilla': 80.0, 'kd': 82.5, 'at': 79.0, 'dist': 81.0}
+    # three seeds: seeds 0 and 1 agree exactly, seed 2 reverses them (rho = -1 to both)
+    proxy = [dict(method=m, values=[a, a, -a], mean=a) for m, a in
+             (('vanilla', 1.0), ('kd', 4.0), ('at', 2.0), ('dist', 3.0))]
+    got = tool.rank_agreement(proxy, means)
+    assert got['rows'] == 4
+    assert got['seed_to_seed_spearman'] == pytest.approx((1.0 - 1.0 - 1.0) / 3, abs=1e-3)
+    # proxy means rank kd > dist > at > vanilla; full: kd > dist > vanilla > at
+    assert got['proxy_vs_full_spearman'] == pytest.approx(0.8)
+    assert 'proxy_vs_full_spearman' not in tool.rank_agreement(proxy, {})

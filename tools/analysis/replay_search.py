@@ -59,10 +59,14 @@ def hit_counts(hits, budget):
     return [budget + 1 if h is None else h for h in hits]
 
 
-def p_fewer_than_random(hits, random_hits, budget):
-    """One-sided Mann-Whitney U test of "fewer trials to the top than random"."""
-    return float(mannwhitneyu(hit_counts(hits, budget), hit_counts(random_hits, budget),
+def p_fewer_than(hits, reference_hits, budget):
+    """One-sided Mann-Whitney U test of "fewer trials to the top than the reference"."""
+    return float(mannwhitneyu(hit_counts(hits, budget), hit_counts(reference_hits, budget),
                               alternative='less').pvalue)
+
+
+def fmt_p(p: float) -> str:
+    return f'{p:.3f}' if p >= 0.001 else f'{p:.0e}'
 
 
 def seed_agreement(table):
@@ -121,21 +125,25 @@ def markdown(table, results, args, seconds) -> str:
         lines.append(f'Values: the mean of {agreement[0]} training seeds; two seeds differ by '
                      f'{agreement[1]:.2f} points on average (Spearman {agreement[2]:.2f}).')
     lines += describe_table(table, args.fraction)
-    random_hits = results.get('random', {}).get('hits')
+    # p-values against random search and, when replayed, Optuna's TPE (the generic
+    # optimiser a user would pick instead)
+    references = [name for name in ('random', 'tpe') if name in results]
     lines += [
         '',
         f'| searcher | reached top {args.fraction:.0%} | trials to top {args.fraction:.0%}: '
-        'median [IQR] | mean | p (fewer than random) | regret @10 | regret @20 | regret @40 '
-        '| pruned draws / run |',
-        '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+        'median [IQR] | mean | '
+        + ''.join(f'p (fewer than {name}) | ' for name in references)
+        + 'regret @10 | regret @20 | regret @40 | pruned draws / run |',
+        '| --- | --- | --- | --- | ' + '--- | ' * len(references) + '--- | --- | --- | --- |',
     ]
     for label, r in results.items():
         as_num = hit_counts(r['hits'], args.n_trials)
-        p = (p_fewer_than_random(r['hits'], random_hits, args.n_trials)
-             if random_hits is not None and label != 'random' else None)
         row = [f'`{label}`', f'{r["reached"]}/{r["runs"]}',
                fmt_q(r['median_to_top'], r['q25_to_top'], r['q75_to_top'], args.n_trials),
-               f'{sum(as_num) / len(as_num):.1f}', '-' if p is None else f'{p:.3f}']
+               f'{sum(as_num) / len(as_num):.1f}']
+        for name in references:
+            row.append('-' if label == name else
+                       fmt_p(p_fewer_than(r['hits'], results[name]['hits'], args.n_trials)))
         for c in (10, 20, 40):
             if f'median_regret@{c}' in r:
                 row.append(fmt_q(r[f'median_regret@{c}'], r[f'q25_regret@{c}'],

@@ -27,6 +27,7 @@ the hand-made distillers as the full training does? Writes WORK_DIR/proxy/result
 docs/searched_vs_handmade_fmnist_proxy_{table.md,card.json}.
 """
 import argparse
+import json
 import os
 import os.path as osp
 import platform
@@ -87,6 +88,36 @@ def proxy_config(config: str, out_dir: str) -> str:
     return path
 
 
+def table_means(path: str) -> dict:
+    """method -> mean of a table written by :func:`write_evidence` (empty if missing)."""
+    if not osp.isfile(path):
+        return {}
+    means = {}
+    with open(path) as f:
+        for line in f:
+            cells = [c.strip() for c in line.strip().strip('|').split('|')]
+            if len(cells) >= 3 and '+-' in cells[2]:
+                means[cells[0]] = float(cells[2].split('+-')[0])
+    return means
+
+
+def rank_agreement(rows: list, full_means: dict) -> dict:
+    """How well the proxy ranks the rows: the mean Spearman correlation between two seeds
+    over the rows, and between the proxy's means and the full training's means."""
+    from itertools import combinations
+    from scipy.stats import spearmanr
+    n_seeds = len(rows[0]['values'])
+    pairs = [spearmanr([r['values'][a] for r in rows], [r['values'][b] for r in rows])[0]
+             for a, b in combinations(range(n_seeds), 2)]
+    out = dict(rows=len(rows),
+               seed_to_seed_spearman=round(float(sum(pairs) / len(pairs)), 3) if pairs else None)
+    common = [r for r in rows if r['method'] in full_means]
+    if len(common) > 2:
+        out['proxy_vs_full_spearman'] = round(float(spearmanr(
+            [r['mean'] for r in common], [full_means[r['method']] for r in common])[0]), 3)
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -104,10 +135,16 @@ def main(argv=None):
     args = parser.parse_args(argv)
     work = osp.abspath(args.work_dir)
     ckpt = args.teacher_checkpoint
+    teacher_top1 = None
     if ckpt is None:
-        train_run(osp.join(work, 'teacher'), TEACHER, {'randomness.seed': 0}, threads=2)
+        teacher_top1 = train_run(osp.join(work, 'teacher'), TEACHER, {'randomness.seed': 0},
+                                 threads=2)['value']
         ckpt = osp.join(work, 'teacher', 'epoch_3.pth')
     ckpt = osp.abspath(ckpt)
+    result = osp.join(osp.dirname(ckpt), 'result.json')
+    if teacher_top1 is None and osp.isfile(result):  # a teacher trained by this script
+        with open(result) as f:
+            teacher_top1 = json.load(f)['value']
 
     methods = dict(METHODS)
     if 'searched' in args.methods:
@@ -123,8 +160,11 @@ def main(argv=None):
     choice = searched_choice(methods['searched'][0]) if 'searched' in args.methods else None
     runs = osp.join(work, 'proxy') if args.proxy else work
     if args.proxy:
-        methods = {name: (proxy_config(config, osp.join(runs, name)), what)
-                   for name, (config, what) in methods.items()}
+        methods = {name: (proxy_config(methods[name][0], osp.join(runs, name)),
+                          methods[name][1]) for name in args.methods}
+        if 'searched' in methods:
+            methods['searched'] = (methods['searched'][0],
+                                   'MCTS best of the search, trained on the proxy')
 
     def run(method_seed):
         method, seed = method_seed
@@ -147,7 +187,8 @@ def main(argv=None):
                   test='the 10000 test images, once per run, after the last epoch '
                        '(no selection)'),
         teacher=dict(config=TEACHER, checkpoint=osp.relpath(ckpt, ROOT),
-                     arch='resnet20, all 60000 training images, 3 epochs'),
+                     arch='resnet20, all 60000 training images, 3 epochs',
+                     test_top1=teacher_top1),
         student=dict(arch='resnet8 width 0.5', epochs=EPOCHS, batch=128,
                      optimizer='SGD 0.1 m 0.9 nesterov wd 5e-4, cosine to 0'),
         search=dict(config=SEARCH, n_trials=args.n_trials, selected_on='validation split carved from the training '
@@ -173,6 +214,12 @@ def main(argv=None):
             reported='mean +- std over seeds of validation top-1 after the proxy\'s last '
                      'epoch')
         protocol['student'].update(epochs='2 (the proxy)')
+        # over the hand-made rows: the searched row is whatever its search picked, which
+        # need not be the distiller of the full table's searched row
+        protocol['agreement'] = rank_agreement(
+            [r for r in rows if r['method'] != 'searched'],
+            table_means(osp.join(args.docs, 'searched_vs_handmade_fmnist_table.md')))
+        print(f"[proxy] rank agreement: {protocol['agreement']}")
     print(write_evidence(rows, protocol, runs, args.docs, stem, label,
                          'tools/analysis/searched_vs_handmade_fmnist.py'))
     return 0
