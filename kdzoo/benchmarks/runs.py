@@ -61,6 +61,24 @@ def _train(run_dir: str, config: str, options: Dict[str, object], metric: str,
     return result
 
 
+def evaluate_checkpoint(run_dir: str, config: str, checkpoint: str,
+                        metric: str = 'accuracy/top1', threads: int = 1) -> float:
+    """``metric`` of ``checkpoint`` on ``config``'s test split (``tools/test.py``), cached
+    in ``run_dir/test_result.json``: the accuracy a card reports for a teacher that was
+    trained elsewhere (it selects nothing)."""
+    result_file = osp.join(run_dir, 'test_result.json')
+    os.makedirs(run_dir, exist_ok=True)
+    if not osp.isfile(result_file):
+        cmd = [sys.executable, 'tools/test.py', config, checkpoint, '--work-dir', run_dir,
+               '--out', result_file]
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+        if proc.returncode:
+            raise RuntimeError(f'{" ".join(cmd)} failed:\n{proc.stderr[-3000:]}')
+    with open(result_file) as f:
+        return float(json.load(f)[metric])
+
+
 def mean_std(values: Sequence[float]) -> Tuple[float, float]:
     values = list(values)
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
@@ -102,4 +120,5 @@ def write_evidence(rows: list, protocol: dict, work_dir: str, docs: str, stem: s
     return table
 
 
-__all__ = ['train_run', 'last_metric', 'mean_std', 'method_rows', 'write_evidence']
+__all__ = ['train_run', 'evaluate_checkpoint', 'last_metric', 'mean_std', 'method_rows',
+           'write_evidence']

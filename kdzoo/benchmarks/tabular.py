@@ -37,15 +37,38 @@ from kdzoo.search import Job, SearchSpace, TrialResult
 BENCHMARK_DIR = osp.join(osp.dirname(osp.abspath(__file__)), 'data')
 
 
-def seed_table(seed: int) -> str:
-    """The shipped Fashion-MNIST table file of one training seed."""
-    return osp.join(BENCHMARK_DIR, f'fmnist_kd_table_seed{seed}.csv')
+#: The shipped benchmarks: the space config each table was built from and the prefix of its
+#: seed files. v1: one logit term, a 2-epoch proxy on 2000 images (noisy: seed-to-seed
+#: Spearman 0.50); v2: logits + a feature term + the student's width, a 4-epoch proxy on
+#: 10k images from an offline teacher store, validated on a held-out training split.
+BENCHMARKS = {
+    'v1': dict(space='configs/search/tabular_fmnist_space.py', prefix='fmnist_kd_table',
+               seeds=(0, 1, 2)),
+    'v2': dict(space='configs/search/tabular_fmnist_v2_space.py',
+               prefix='fmnist_kd_v2_table', seeds=(0, 1, 2)),
+}
 
 
-#: The shipped table: the same distillers trained with seeds 0, 1 and 2 (averaged on load).
-DEFAULT_TABLES = tuple(seed_table(seed) for seed in (0, 1, 2))
-#: The space config the shipped table was built from.
-DEFAULT_SPACE_CONFIG = 'configs/search/tabular_fmnist_space.py'
+def _benchmark(version: str) -> dict:
+    if version not in BENCHMARKS:
+        raise KeyError(f'tabular benchmark {version!r}; valid: {sorted(BENCHMARKS)}')
+    return BENCHMARKS[version]
+
+
+def seed_table(seed: int, version: str = 'v1') -> str:
+    """The shipped Fashion-MNIST table file of one training seed of benchmark ``version``."""
+    return osp.join(BENCHMARK_DIR, f'{_benchmark(version)["prefix"]}_seed{seed}.csv')
+
+
+def default_tables(version: str = 'v1') -> Tuple[str, ...]:
+    """The seed files of benchmark ``version`` (averaged by :func:`load_table`)."""
+    return tuple(seed_table(seed, version) for seed in _benchmark(version)['seeds'])
+
+
+#: The shipped v1 table: the same distillers trained with seeds 0, 1 and 2.
+DEFAULT_TABLES = default_tables('v1')
+#: The space config the shipped v1 table was built from.
+DEFAULT_SPACE_CONFIG = BENCHMARKS['v1']['space']
 #: Columns after the parameter columns.
 RESULT_COLUMNS = ('metric', 'train_s', 'final_loss', 'state', 'error')
 _NUMBER = re.compile(r'^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$')
@@ -235,17 +258,18 @@ class Table:
 
 
 def load_table(path: Union[None, str, Sequence[str]] = None,
-               space: Optional[SearchSpace] = None, direction: str = 'maximize') -> Table:
+               space: Optional[SearchSpace] = None, direction: str = 'maximize',
+               version: str = 'v1') -> Table:
     """Load a table file, or several (one per training seed) averaged into one table.
 
-    ``path``: a file, a list of files, or ``None`` for the shipped Fashion-MNIST table (the
-    mean of its seed files, :data:`DEFAULT_TABLES`). With several files, each distiller's
+    ``path``: a file, a list of files, or ``None`` for the shipped Fashion-MNIST table of
+    benchmark ``version`` (the mean of its seed files, :func:`default_tables`). With several files, each distiller's
     ``metric`` is the mean over the files (``metric_seeds`` keeps the values) and its
     ``train_s`` the mean time; a distiller is ``ok`` only when it is ``ok`` in every file
     (otherwise it takes the first other state), and every file must hold the same
     distillers. With ``space``, the parameter columns must be the space's decision names.
     """
-    paths = list(DEFAULT_TABLES) if path is None else (
+    paths = list(default_tables(version)) if path is None else (
         [path] if isinstance(path, str) else list(path))
     if not paths:
         raise ValueError('load_table: no table file given')
@@ -295,14 +319,14 @@ def _read_one(path: str, space: Optional[SearchSpace]):
     return names, header, rows
 
 
-def load_space(config: Optional[str] = None) -> SearchSpace:
-    """The search space of a search config (default: the shipped table's space config,
-    relative to the repository root)."""
+def load_space(config: Optional[str] = None, version: str = 'v1') -> SearchSpace:
+    """The search space of a search config (default: the space config of the shipped
+    benchmark ``version``, relative to the repository root)."""
     from mmengine.config import Config
 
     from kdzoo.models.teachers import resolve_config_path
     from kdzoo.search import load_search
-    config = config or resolve_config_path(DEFAULT_SPACE_CONFIG, config_dir=None)
+    config = config or resolve_config_path(_benchmark(version)['space'], config_dir=None)
     return load_search(Config.fromfile(config))[1]
 
 
@@ -450,6 +474,37 @@ def quantile(values: Sequence[float], q: float) -> float:
     if math.isinf(xs[hi]) or math.isinf(xs[lo]):
         return xs[hi] if pos - lo > 0 else xs[lo]
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def seed_noise(table: Table) -> Optional[dict]:
+    """How much the training seeds of an averaged table agree (``None`` for one file).
+
+    ``spearman``: the mean over the pairs of seed files of the Spearman rank correlation of
+    their values (``spearman_pairs`` lists them); ``mean_abs_diff``: the mean over the pairs
+    of the mean absolute difference of a distiller's values; ``row_std_median`` /
+    ``row_std_p90``: the sample standard deviation of a distiller over its seeds, median and
+    90th percentile over the distillers. Rows that are not ``ok`` are left out.
+    """
+    from scipy.stats import spearmanr
+    rows = [r for r in table.rows.values() if r['state'] == 'ok' and r.get('metric_seeds')]
+    if not rows or len(rows[0]['metric_seeds']) < 2:
+        return None
+    n = len(rows[0]['metric_seeds'])
+    pairs, diffs = {}, []
+    for i in range(n):
+        for j in range(i + 1, n):
+            a = [r['metric_seeds'][i] for r in rows]
+            b = [r['metric_seeds'][j] for r in rows]
+            diffs.append(sum(abs(x - y) for x, y in zip(a, b)) / len(rows))
+            pairs[f'{i}-{j}'] = float(spearmanr(a, b)[0])
+    stds = []
+    for r in rows:
+        v = r['metric_seeds']
+        mean = sum(v) / n
+        stds.append(math.sqrt(sum((x - mean) ** 2 for x in v) / (n - 1)))
+    return dict(seeds=n, rows=len(rows), spearman=sum(pairs.values()) / len(pairs),
+                spearman_pairs=pairs, mean_abs_diff=sum(diffs) / len(diffs),
+                row_std_median=quantile(stds, 0.5), row_std_p90=quantile(stds, 0.9))
 
 
 def summarize(table: Table, runs: Sequence[Run], n_trials: int, fraction: float = 0.05,

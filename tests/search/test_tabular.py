@@ -6,11 +6,11 @@ import math
 import optuna
 import pytest
 
-from kdzoo.benchmarks.tabular import (DEFAULT_TABLES, Table, TabularObjective, append_rows,
-                                      best_so_far, expected_random_hit, load_space,
-                                      load_table, quantile, read_table_file, regret_curve,
-                                      replay, row_key, summarize, trials_to_top,
-                                      write_header)
+from kdzoo.benchmarks.tabular import (BENCHMARKS, DEFAULT_TABLES, Table, TabularObjective,
+                                      append_rows, best_so_far, default_tables,
+                                      expected_random_hit, load_space, load_table, quantile,
+                                      read_table_file, regret_curve, replay, row_key,
+                                      seed_noise, summarize, trials_to_top, write_header)
 from kdzoo.search import Job, SearchSpace
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -125,6 +125,39 @@ def test_several_seed_files_average_into_one_table(tmp_path, small):
         load_table(paths, space)
 
 
+def test_seed_noise_on_hand_made_seed_files(tmp_path, small):
+    """Spearman per pair of seed files, mean |difference| and the per-row sample std, on
+    values where the three pairs differ (seed 2 reverses two neighbours of seed 1)."""
+    space, _ = small
+    base = [float(r['metric']) for r in small_rows(space)]
+    shifts = (0.0, 1.0, 1.0)
+    paths = []
+    for seed, shift in enumerate(shifts):
+        rows = small_rows(space)
+        ok = [r for r in rows if r['state'] == 'ok']
+        values = [float(r['metric']) for r in ok]
+        if seed == 2:                                 # swap the two lowest values
+            values[0], values[1] = values[1], values[0]
+        for row, value in zip(ok, values):
+            row['metric'] = f'{value + shift:.4f}'
+        paths.append(str(tmp_path / f's{seed}.csv'))
+        write_header(paths[-1], [f'seed {seed}'], space.names)
+        append_rows(paths[-1], rows, space.names)
+    assert seed_noise(load_table(paths[0], space)) is None   # one file: no agreement
+    noise = seed_noise(load_table(paths, space))
+    n = len([v for v in base if v == v])                     # 15 ok rows (one is NaN)
+    rho_swap = 1 - 6 * 2 / (n * (n * n - 1))                 # one swap of neighbours
+    assert noise['seeds'] == 3 and noise['rows'] == n
+    assert noise['spearman_pairs'] == pytest.approx({'0-1': 1.0, '0-2': rho_swap,
+                                                     '1-2': rho_swap})
+    assert noise['spearman'] == pytest.approx((1 + 2 * rho_swap) / 3)
+    # |diff| per pair: 0-1: 1 on every row; 0-2: 1, but 2 and 0 on the swapped rows (mean
+    # 1); 1-2: 0, but 1 on the two swapped rows
+    assert noise['mean_abs_diff'] == pytest.approx((1 + 1 + 2 / n) / 3)
+    # std of (x, x+1, x+1) = sqrt(1/3): most rows; median and p90 take it
+    assert noise['row_std_median'] == pytest.approx(math.sqrt(1 / 3))
+
+
 def test_objective_returns_the_table_value(small):
     space, table = small
     objective = TabularObjective(table, space, param_count=123)
@@ -198,16 +231,18 @@ def test_mcts_replay_of_the_whole_small_space_finds_the_best(small):
     assert trials_to_top(table, run.values) is not None
 
 
-def test_shipped_table_covers_its_space():
-    space = load_space()
-    table = load_table(space=space)                 # the mean of the seed files
-    assert len(DEFAULT_TABLES) == 3 and 'mean of 3 tables' in table.header[-1]
-    for path in DEFAULT_TABLES:                     # each seed file covers the space
+@pytest.mark.parametrize('version', sorted(BENCHMARKS))
+def test_shipped_table_covers_its_space(version):
+    space = load_space(version=version)
+    table = load_table(space=space, version=version)  # the mean of the seed files
+    files = default_tables(version)
+    assert len(files) == 3 and 'mean of 3 tables' in table.header[-1]
+    for path in files:                              # each seed file covers the space
         seed_file = load_table(path, space)
         assert len(seed_file) == len(space) and seed_file.missing(space) == []
     assert table.names == space.names
     assert table.missing(space) == []
-    assert len(table) == len(space) >= 150
+    assert len(table) == len(space) >= 48
     assert table.meta('teacher:') and 'test top-1' in table.meta('teacher:')
     s = table.summary()
     assert s['states'].get('ok', 0) >= 0.9 * len(table)
@@ -216,6 +251,24 @@ def test_shipped_table_covers_its_space():
     for searcher in SEARCHERS:
         run = replay(table, space, searcher, 0, 15)
         assert len(run.values) == 15
+
+
+def test_v2_table_was_built_on_a_validation_split_of_the_training_data():
+    """v2 selects on training images only: its proxy carves a validation split and reads
+    the teacher from a store; the seed files say so in their headers."""
+    from mmengine.config import Config
+
+    from kdzoo.models.teachers import resolve_config_path
+    from kdzoo.search import search_settings
+    cfg = Config.fromfile(resolve_config_path(BENCHMARKS['v2']['space'], config_dir=None))
+    search = search_settings(cfg.search)
+    assert search['validation']['val_size'] == 5000 and search['proxy']['teacher_store']
+    assert DEFAULT_TABLES == default_tables('v1')
+    table = load_table(version='v2')
+    assert BENCHMARKS['v2']['space'] in table.meta('space:')
+    assert 'teacher_store' in table.meta('proxy:')
+    with pytest.raises(KeyError, match="valid: \\['v1', 'v2'\\]"):
+        default_tables('v3')
 
 
 def test_replaying_successive_halving_runs_its_rungs(small):
@@ -286,3 +339,40 @@ def test_replay_tool_on_seed_files(tmp_path, small):
     assert card['table']['files'] == paths
     saved = json.loads((out / 'results.json').read_text())
     assert len(saved['runs']['mcts']) == 6 and (out / 'regret.png').stat().st_size > 0
+
+
+def test_builder_trains_a_row_as_tools_train_would(monkeypatch):
+    """A table row is trained like a search trial: the config's teaching mode wraps the
+    train data and hands the store to the distiller (so the v2 rows never run the teacher).
+    The Runner is replaced by a stub that records the config it was given."""
+    import importlib.util
+    import os.path as osp
+
+    from mmengine.config import Config
+    root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    spec = importlib.util.spec_from_file_location(
+        'build_tabular_benchmark',
+        osp.join(root, 'tools', 'analysis', 'build_tabular_benchmark.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    seen = {}
+
+    class Stub:
+        @staticmethod
+        def from_cfg(cfg):
+            seen['cfg'] = cfg
+            raise RuntimeError('stop here')
+
+    monkeypatch.setattr(tool, 'Runner', Stub)
+    cfg = Config(dict(
+        teaching=dict(mode='fix/rs', size=28, store='some/store'),
+        model=dict(type='Distiller', student=dict(type='s'), teacher='t.py'),
+        train_dataloader=dict(sampler=dict(type='SeededSampler', shuffle=True),
+                              dataset=dict(type='FashionMNIST', pipeline=[
+            dict(type='RandomCropPad', size=28, padding=2),
+            dict(type='PackClsInputs')]))))
+    value, _, _, state, error = tool.run_training(cfg, 'accuracy/top1')
+    assert state == 'failed' and 'stop here' in error and math.isnan(value)
+    built = seen['cfg']
+    assert built.train_dataloader.dataset.type == 'TeachingDataset'
+    assert built.model.teaching['store'] == 'some/store'

@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-from kdzoo.benchmarks.runs import last_metric, mean_std, method_rows, write_evidence
+from kdzoo.benchmarks.runs import (evaluate_checkpoint, last_metric, mean_std, method_rows,
+                                   write_evidence)
 
 METHODS = {'vanilla': ('a.py', 'student alone'), 'kd': ('b.py', 'kl on logits')}
 
@@ -48,6 +49,16 @@ def test_last_metric_reads_the_last_logged_value_and_names_a_missing_one(tmp_pat
     assert last_metric(str(tmp_path), 'mIoU') == 12.5
     with pytest.raises(RuntimeError, match='no coco/bbox_mAP logged'):
         last_metric(str(tmp_path), 'coco/bbox_mAP')
+
+
+def test_evaluate_checkpoint_names_a_failed_test_and_caches_a_result(tmp_path):
+    config = 'configs/fashion_mnist/teacher_fmnist.py'
+    with pytest.raises(RuntimeError, match='tools/test.py .* failed'):
+        evaluate_checkpoint(str(tmp_path / 'a'), config, str(tmp_path / 'missing.pth'))
+    assert not (tmp_path / 'a' / 'test_result.json').exists()     # nothing cached
+    (tmp_path / 'b').mkdir()
+    (tmp_path / 'b' / 'test_result.json').write_text('{"accuracy/top1": 90.94}')
+    assert evaluate_checkpoint(str(tmp_path / 'b'), config, 'never/read.pth') == 90.94
 
 
 DOCS = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'docs')

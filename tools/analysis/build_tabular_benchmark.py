@@ -1,13 +1,19 @@
 """Train every distiller of a search space once and write the table of the tabular search
 benchmark (docs/search_benchmark.md).
 
-    python tools/analysis/build_tabular_benchmark.py \
-        [configs/search/tabular_fmnist_space.py] [--seed 0] [--out CSV]
-        [--teacher-checkpoint CKPT] [--teacher-epochs 1] [--work-dir work_dirs/tabular_fmnist]
+    python tools/analysis/build_tabular_benchmark.py [--benchmark v1|v2] [CONFIG]
+        [--seed 0] [--out CSV] [--teacher-checkpoint CKPT] [--teacher-epochs 1]
+        [--work-dir DIR] [--shard I/N]
 
-The shipped table is three such files, one per ``--seed`` (0, 1, 2; the default ``--out`` is
-``kdzoo/benchmarks/data/fmnist_kd_table_seed<SEED>.csv``), all with the same teacher
-(``--teacher-checkpoint``); :func:`kdzoo.benchmarks.tabular.load_table` averages them.
+A shipped table is three such files, one per ``--seed`` (0, 1, 2; the default ``--out`` is
+``kdzoo/benchmarks/data/<prefix>_seed<SEED>.csv`` of ``--benchmark``, whose space config is
+the default CONFIG), all with the same teacher (``--teacher-checkpoint``);
+:func:`kdzoo.benchmarks.tabular.load_table` averages them.
+
+0. When the space's proxy reads the teacher from an offline store
+   (``search.proxy.teacher_store``), the store is built first (or resumed) from the search
+   config with the teacher checkpoint (``--store-replays`` views per sample): the teacher
+   never runs in the rows.
 
 1. The teacher (the base config's ``model.teacher``) is trained once on its own config
    (``--teacher-epochs``), unless ``--teacher-checkpoint`` gives one; either way its top-1 on
@@ -44,11 +50,12 @@ from mmengine.config import Config  # noqa: E402
 from mmengine.hooks import Hook  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from kdzoo.benchmarks.tabular import (append_rows, read_table_file, row_key,  # noqa: E402
-                                      seed_table, write_header)
+from kdzoo.benchmarks.tabular import (BENCHMARKS, append_rows, read_table_file,  # noqa: E402
+                                      row_key, seed_table, write_header)
 from kdzoo.models import set_config_dir  # noqa: E402
 from kdzoo.search import SearchSpace, TrialRunner, apply_proxy, search_settings  # noqa: E402
 from kdzoo.search.settings import apply_validation  # noqa: E402
+from kdzoo.teaching import apply_teaching  # noqa: E402
 from kdzoo.utils import register_all_modules  # noqa: E402
 
 
@@ -107,6 +114,9 @@ def run_training(cfg: Config, metric: str):
     hook = CaptureHook()
     start = time.time()
     try:
+        # as tools/train.py does: the teaching mode wraps the train data and, with a
+        # store, feeds the distiller from it (no teacher runs)
+        apply_teaching(cfg)
         runner = Runner.from_cfg(cfg)
         runner.register_hook(hook, 'LOWEST')
         runner.train()
@@ -147,6 +157,19 @@ def evaluate_teacher(cfg_path: str, checkpoint: str, work_dir: str, metric: str)
     return float(runner.test()[metric])
 
 
+def ensure_store(search_cfg: Config, checkpoint: str, store: str, replays: int) -> None:
+    """Build (or resume) the offline teacher store the proxy reads, from the search config
+    (its trials' data, its space's teacher outputs) with ``checkpoint``; a complete store
+    is left as it is. Build it once (``--limit 0``) before starting ``--shard`` processes."""
+    from kdzoo.teaching.build import build_store
+    cfg = copy.deepcopy(search_cfg)
+    cfg.model.teacher_checkpoint = checkpoint
+    start = time.time()
+    build_store(cfg, store, replays=replays, progress=False)
+    print(f'[table] teacher store {store} ({replays} replays) ready in '
+          f'{time.time() - start:.0f} s', flush=True)
+
+
 def valid_params(space: SearchSpace):
     """All valid assignments of the space, in decision order."""
     out = []
@@ -172,10 +195,18 @@ def fmt(value) -> str:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('config', nargs='?', default='configs/search/tabular_fmnist_space.py')
+    parser.add_argument('config', nargs='?', default=None,
+                        help="default: the space config of --benchmark")
+    parser.add_argument('--benchmark', default='v1', choices=sorted(BENCHMARKS),
+                        help='which shipped table (default config, --out, --work-dir)')
     parser.add_argument('--out', default=None,
-                        help='default: kdzoo/benchmarks/data/fmnist_kd_table_seed<SEED>.csv')
-    parser.add_argument('--work-dir', default='work_dirs/tabular_fmnist')
+                        help='default: kdzoo/benchmarks/data/<prefix>_seed<SEED>.csv')
+    parser.add_argument('--work-dir', default=None,
+                        help='default: work_dirs/tabular_fmnist (v1), '
+                        'work_dirs/tabular_fmnist_<benchmark>')
+    parser.add_argument('--store-replays', type=int, default=4,
+                        help='views per sample of the offline teacher store, when the '
+                        'proxy reads one (search.proxy.teacher_store)')
     parser.add_argument('--teacher-checkpoint', help='skip the teacher training')
     parser.add_argument('--teacher-epochs', type=int, default=1)
     parser.add_argument('--teacher-train-indices', type=int, default=None,
@@ -191,8 +222,13 @@ def main(argv=None):
                         help='randomness.seed of the distiller runs (default: the config\'s)')
     parser.add_argument('--threads', type=int, default=None, help='torch.set_num_threads')
     args = parser.parse_args(argv)
+    if args.config is None:
+        args.config = BENCHMARKS[args.benchmark]['space']
     if args.out is None:
-        args.out = seed_table(args.seed or 0)
+        args.out = seed_table(args.seed or 0, args.benchmark)
+    if args.work_dir is None:
+        args.work_dir = ('work_dirs/tabular_fmnist' if args.benchmark == 'v1' else
+                         f'work_dirs/tabular_fmnist_{args.benchmark}')
     for key in ('config', 'out', 'work_dir', 'teacher_checkpoint'):  # relative to the cwd
         if getattr(args, key):
             setattr(args, key, _repo_path(getattr(args, key)))
@@ -259,6 +295,9 @@ def main(argv=None):
             'kdzoo tabular search benchmark: every distiller of the space trained once',
             f'space: {args.config} (search.space; {len(every)} valid distillers)',
             f'proxy: {dict(search["proxy"])}',
+            (f'validation: {dict(search["validation"])} (held out of the training data; '
+             f'the test split is not read)' if search['validation'] else
+             'validation: the val loader of the config'),
             f'metric: {metric} (%, last validation of the proxy run); seed '
             f'{base.randomness.get("seed")}',
             f'teacher: {teacher_cfg}; {ckpt}; {trained}; test top-1 {teacher_acc:.2f} '
@@ -280,6 +319,9 @@ def main(argv=None):
             raise SystemExit(f'the table was started with the teacher {ckpt!r}, which is '
                              f'gone; give --teacher-checkpoint')
         base.model.teacher_checkpoint = ckpt
+    store = search['proxy'].get('teacher_store')
+    if store:
+        ensure_store(cfg, ckpt, store, args.store_replays)
     maker.cfg = base
 
     if args.limit is not None:

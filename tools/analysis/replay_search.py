@@ -1,7 +1,7 @@
 """Replay kdzoo's searchers against the tabular benchmark (no training).
 
-    python tools/analysis/replay_search.py [--table CSV [CSV ...]]
-        [--space-config configs/search/tabular_fmnist_space.py]
+    python tools/analysis/replay_search.py [--benchmark v1|v2] [--table CSV [CSV ...]]
+        [--space-config CONFIG]
         [--searchers random grid mcts nsga2] [--seeds 25] [--n-trials 60]
         [--out-dir work_dirs/search_benchmark] [--plot docs/search_benchmark.png]
 
@@ -26,10 +26,11 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from scipy.stats import mannwhitneyu, spearmanr  # noqa: E402
+from scipy.stats import mannwhitneyu  # noqa: E402
 
-from kdzoo.benchmarks.tabular import (DEFAULT_TABLES, expected_random_hit, load_space,  # noqa: E402
-                                      load_table, random_hit_median, reorder, replay,
+from kdzoo.benchmarks.tabular import (BENCHMARKS, default_tables,  # noqa: E402
+                                      expected_random_hit, load_space, load_table,
+                                      random_hit_median, reorder, replay, seed_noise,
                                       summarize)
 
 
@@ -69,23 +70,6 @@ def fmt_p(p: float) -> str:
     return f'{p:.3f}' if p >= 0.001 else f'{p:.0e}'
 
 
-def seed_agreement(table):
-    """``(n seeds, mean |difference| between two seeds, mean Spearman rank correlation)``
-    over the pairs of seed files of an averaged table (``None`` for a single file)."""
-    rows = [r for r in table.rows.values() if r['state'] == 'ok' and r.get('metric_seeds')]
-    if not rows or len(rows[0]['metric_seeds']) < 2:
-        return None
-    n = len(rows[0]['metric_seeds'])
-    diffs, rhos = [], []
-    for i in range(n):
-        for j in range(i + 1, n):
-            a = [r['metric_seeds'][i] for r in rows]
-            b = [r['metric_seeds'][j] for r in rows]
-            diffs.append(sum(abs(x - y) for x, y in zip(a, b)) / len(rows))
-            rhos.append(float(spearmanr(a, b)[0]))
-    return n, sum(diffs) / len(diffs), sum(rhos) / len(rhos)
-
-
 def describe_table(table, fraction) -> list:
     """Markdown lines: the best distillers, and the mean value per choice of every decision
     with how many of the top ``fraction`` distillers have it."""
@@ -120,10 +104,12 @@ def markdown(table, results, args, seconds) -> str:
         f'{expected_random_hit(n_ok, k_top):.1f}, median {random_hit_median(n_ok, k_top)} '
         f'trials to reach the top {args.fraction:.0%}.',
     ]
-    agreement = seed_agreement(table)
-    if agreement:
-        lines.append(f'Values: the mean of {agreement[0]} training seeds; two seeds differ by '
-                     f'{agreement[1]:.2f} points on average (Spearman {agreement[2]:.2f}).')
+    noise = seed_noise(table)
+    if noise:
+        lines.append(f'Values: the mean of {noise["seeds"]} training seeds; two seeds differ by '
+                     f'{noise["mean_abs_diff"]:.2f} points on average (Spearman '
+                     f'{noise["spearman"]:.2f}); a distiller\'s std over its seeds: median '
+                     f'{noise["row_std_median"]:.2f}, 90th percentile {noise["row_std_p90"]:.2f}.')
     lines += describe_table(table, args.fraction)
     # p-values against random search and, when replayed, Optuna's TPE (the generic
     # optimiser a user would pick instead)
@@ -195,7 +181,7 @@ def plot(results, path, n_trials, fraction, only=None):
 def protocol_card(table, args, seconds: float) -> dict:
     """How the table's numbers were made (its files' header lines) and how they were
     replayed: the protocol card of the numbers in docs/search_benchmark.md."""
-    files = args.table or [osp.relpath(p, ROOT) for p in DEFAULT_TABLES]
+    files = args.table or [osp.relpath(p, ROOT) for p in default_tables(args.benchmark)]
     return dict(
         what='Searchers replayed on the tabular benchmark (tools/analysis/replay_search.py)',
         table=dict(files=files, rows=len(table),
@@ -203,7 +189,8 @@ def protocol_card(table, args, seconds: float) -> dict:
                    proxy=table.meta('proxy:'),
                    metric=table.meta('metric:'),
                    teacher=table.meta('teacher:'),
-                   value='mean over the files (one per training seed)'),
+                   value='mean over the files (one per training seed)',
+                   seed_noise=seed_noise(table)),
         replay=dict(searchers=args.searchers, n_trials=args.n_trials, fraction=args.fraction,
                     order=args.order),
         seeds=list(range(args.seed_offset, args.seed_offset + args.seeds)),
@@ -216,12 +203,14 @@ def protocol_card(table, args, seconds: float) -> dict:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--benchmark', default='v1', choices=sorted(BENCHMARKS),
+                        help='the shipped table (its seed files and space config) replayed '
+                        'when --table / --space-config are not given')
     parser.add_argument('--table', nargs='+', default=None, metavar='CSV',
                         help='table file(s); several are averaged (one per training seed); '
-                        'default: the shipped seed files ' + ', '.join(
-                            osp.relpath(p, ROOT) for p in DEFAULT_TABLES))
+                        'default: the seed files of --benchmark')
     parser.add_argument('--space-config', default=None,
-                        help='default: configs/search/tabular_fmnist_space.py')
+                        help='default: the space config of --benchmark')
     parser.add_argument('--searchers', nargs='+', default=['random', 'grid', 'mcts', 'nsga2'])
     parser.add_argument('--seeds', type=int, default=25)
     parser.add_argument('--seed-offset', type=int, default=0)
@@ -239,8 +228,8 @@ def main(argv=None):
                         help='searchers drawn in the plot (default: all)')
     args = parser.parse_args(argv)
 
-    space = load_space(args.space_config)
-    table = load_table(args.table, space)
+    space = load_space(args.space_config, version=args.benchmark)
+    table = load_table(args.table, space, version=args.benchmark)
     if args.order:
         space = reorder(space, args.order)
         print(f'[replay] decision order: {space.names}')

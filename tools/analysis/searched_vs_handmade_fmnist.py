@@ -39,7 +39,8 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from kdzoo.benchmarks.runs import method_rows, train_run, write_evidence  # noqa: E402
+from kdzoo.benchmarks.runs import (evaluate_checkpoint, method_rows, train_run,  # noqa: E402
+                                   write_evidence)
 
 TEACHER = 'configs/fashion_mnist/teacher_fmnist.py'
 SEARCH = 'configs/search/mcts_vs_handmade_fmnist.py'
@@ -145,6 +146,8 @@ def main(argv=None):
     if teacher_top1 is None and osp.isfile(result):  # a teacher trained by this script
         with open(result) as f:
             teacher_top1 = json.load(f)['value']
+    if teacher_top1 is None:  # one trained elsewhere: its test top-1, for the card only
+        teacher_top1 = evaluate_checkpoint(osp.join(work, 'teacher_test'), TEACHER, ckpt)
 
     methods = dict(METHODS)
     if 'searched' in args.methods:

@@ -1,7 +1,8 @@
 # The Fashion-MNIST quick-start pair as a distiller with no terms yet: the resnet20 teacher
 # of teacher_fmnist.py and the student of student_fmnist.py (resnet8 at half width, 10k
-# training images, 10 epochs). The hand-made rows of docs/search.md (searched vs
-# hand-made) add their paper's terms; the schedule stays the student's.
+# training images, 10 epochs). The quick-start KD (../kd_fmnist.py) and the hand-made rows
+# of docs/search.md (searched vs hand-made) add their terms; the schedule stays the
+# student's.
 _base_ = ['../student_fmnist.py']
 model = dict(
     _delete_=True,
