@@ -2,14 +2,14 @@
 
 Every distiller of a small search space was trained once on a proxy
 (``tools/analysis/build_tabular_benchmark.py``), once per training seed, and its metric
-stored in CSV tables (``kdzoo/benchmarks/data/fmnist_kd_table_seed{0,1,2}.csv``, averaged
-on load). A searcher can then be run against the
-table many times, over many seeds, in seconds: the objective looks the trial's parameters
-up instead of training (as NAS-Bench-101/201 do for architecture search). The replay runs
-through the entry point of ``tools/search.py`` (:func:`kdzoo.search.run_search`: invalid
-chains and duplicates are PRUNED and do not use the budget, failed rows FAIL and do;
-successive halving plans its rungs), so what is measured is the searcher as kdzoo runs
-it.
+stored in CSV tables (``kdzoo/benchmarks/data/fmnist_kd_v2_table_seed{0,1,2}.csv`` for v2,
+``fmnist_kd_table_seed{0,1,2}.csv`` for v1; averaged on load). A searcher can then be run
+against the table many times, over many seeds, in seconds: the objective looks the trial's
+parameters up instead of training (as NAS-Bench-101/201 do for architecture search). The
+replay runs through the entry point of ``tools/search.py`` (:func:`kdzoo.search.run_search`:
+invalid chains and duplicates are PRUNED and do not use the budget, failed rows FAIL and
+do; successive halving plans its rungs), so what is measured is the searcher as kdzoo
+runs it.
 
 Table format: ``#`` comment lines (how the table was made), then a CSV header with the
 space's parameter names (``kd0.transform0``, ``kd0.distance``, ...) followed by
@@ -65,10 +65,11 @@ def default_tables(version: str = 'v1') -> Tuple[str, ...]:
     return tuple(seed_table(seed, version) for seed in _benchmark(version)['seeds'])
 
 
-#: The shipped v1 table: the same distillers trained with seeds 0, 1 and 2.
-DEFAULT_TABLES = default_tables('v1')
-#: The space config the shipped v1 table was built from.
-DEFAULT_SPACE_CONFIG = BENCHMARKS['v1']['space']
+#: The benchmark the tools and loaders use unless told otherwise (v2: the low-noise one).
+DEFAULT_BENCHMARK = 'v2'
+#: Its seed files (the same distillers trained with seeds 0, 1 and 2) and space config.
+DEFAULT_TABLES = default_tables(DEFAULT_BENCHMARK)
+DEFAULT_SPACE_CONFIG = BENCHMARKS[DEFAULT_BENCHMARK]['space']
 #: Columns after the parameter columns.
 RESULT_COLUMNS = ('metric', 'train_s', 'final_loss', 'state', 'error')
 _NUMBER = re.compile(r'^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$')
@@ -259,15 +260,15 @@ class Table:
 
 def load_table(path: Union[None, str, Sequence[str]] = None,
                space: Optional[SearchSpace] = None, direction: str = 'maximize',
-               version: str = 'v1') -> Table:
+               version: str = DEFAULT_BENCHMARK) -> Table:
     """Load a table file, or several (one per training seed) averaged into one table.
 
     ``path``: a file, a list of files, or ``None`` for the shipped Fashion-MNIST table of
-    benchmark ``version`` (the mean of its seed files, :func:`default_tables`). With several files, each distiller's
-    ``metric`` is the mean over the files (``metric_seeds`` keeps the values) and its
-    ``train_s`` the mean time; a distiller is ``ok`` only when it is ``ok`` in every file
-    (otherwise it takes the first other state), and every file must hold the same
-    distillers. With ``space``, the parameter columns must be the space's decision names.
+    benchmark ``version`` (the mean of its seed files, :func:`default_tables`). With several
+    files, each distiller's ``metric`` is the mean over the files (``metric_seeds`` keeps the
+    values) and its ``train_s`` the mean time; a distiller is ``ok`` only when it is ``ok``
+    in every file (otherwise it takes the first other state), and every file must hold the
+    same distillers. With ``space``, the parameter columns must be the space's decision names.
     """
     paths = list(default_tables(version)) if path is None else (
         [path] if isinstance(path, str) else list(path))
@@ -319,7 +320,7 @@ def _read_one(path: str, space: Optional[SearchSpace]):
     return names, header, rows
 
 
-def load_space(config: Optional[str] = None, version: str = 'v1') -> SearchSpace:
+def load_space(config: Optional[str] = None, version: str = DEFAULT_BENCHMARK) -> SearchSpace:
     """The search space of a search config (default: the space config of the shipped
     benchmark ``version``, relative to the repository root)."""
     from mmengine.config import Config

@@ -263,7 +263,7 @@ def test_v2_table_was_built_on_a_validation_split_of_the_training_data():
     cfg = Config.fromfile(resolve_config_path(BENCHMARKS['v2']['space'], config_dir=None))
     search = search_settings(cfg.search)
     assert search['validation']['val_size'] == 5000 and search['proxy']['teacher_store']
-    assert DEFAULT_TABLES == default_tables('v1')
+    assert DEFAULT_TABLES == default_tables('v2')            # the default benchmark
     table = load_table(version='v2')
     assert BENCHMARKS['v2']['space'] in table.meta('space:')
     assert 'teacher_store' in table.meta('proxy:')

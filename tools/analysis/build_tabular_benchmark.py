@@ -50,8 +50,9 @@ from mmengine.config import Config  # noqa: E402
 from mmengine.hooks import Hook  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from kdzoo.benchmarks.tabular import (BENCHMARKS, append_rows, read_table_file,  # noqa: E402
-                                      row_key, seed_table, write_header)
+from kdzoo.benchmarks.tabular import (BENCHMARKS, DEFAULT_BENCHMARK,  # noqa: E402
+                                      append_rows, read_table_file, row_key, seed_table,
+                                      write_header)
 from kdzoo.models import set_config_dir  # noqa: E402
 from kdzoo.search import SearchSpace, TrialRunner, apply_proxy, search_settings  # noqa: E402
 from kdzoo.search.settings import apply_validation  # noqa: E402
@@ -197,7 +198,8 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('config', nargs='?', default=None,
                         help="default: the space config of --benchmark")
-    parser.add_argument('--benchmark', default='v1', choices=sorted(BENCHMARKS),
+    parser.add_argument('--benchmark', default=DEFAULT_BENCHMARK,
+                        choices=sorted(BENCHMARKS),
                         help='which shipped table (default config, --out, --work-dir)')
     parser.add_argument('--out', default=None,
                         help='default: kdzoo/benchmarks/data/<prefix>_seed<SEED>.csv')

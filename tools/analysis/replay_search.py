@@ -28,7 +28,7 @@ if ROOT not in sys.path:
 
 from scipy.stats import mannwhitneyu  # noqa: E402
 
-from kdzoo.benchmarks.tabular import (BENCHMARKS, default_tables,  # noqa: E402
+from kdzoo.benchmarks.tabular import (BENCHMARKS, DEFAULT_BENCHMARK, default_tables,  # noqa: E402
                                       expected_random_hit, load_space, load_table,
                                       random_hit_median, reorder, replay, seed_noise,
                                       summarize)
@@ -140,7 +140,8 @@ def markdown(table, results, args, seconds) -> str:
         lines.append('| ' + ' | '.join(row) + ' |')
     lines.append('')
     lines.append('Trials to the top: a run that did not reach it counts as more than the '
-                 'budget (as budget + 1 in the mean and the one-sided Mann-Whitney test). Regret: table best minus best found, in accuracy points; '
+                 'budget (as budget + 1 in the mean and the one-sided Mann-Whitney test). '
+                 'Regret: table best minus best found, in accuracy points; '
                  'median [25th, 75th percentile] over the seeds.')
     return '\n'.join(lines) + '\n'
 
@@ -156,6 +157,8 @@ def plot(results, path, n_trials, fraction, only=None):
     for label, r in results.items():
         if only and label not in only:
             continue
+        if len(label) > 24:  # long argument lists: the searcher's name only
+            label = label.split(':')[0] + ' (args)'
         line, = ax.plot(xs, r['median_curve'], label=label, lw=1.8)
         ax.fill_between(xs, r['q25_curve'], r['q75_curve'], color=line.get_color(),
                         alpha=0.08, lw=0)
@@ -171,7 +174,7 @@ def plot(results, path, n_trials, fraction, only=None):
     ax2.set_title(f'reached the top {fraction:.0%} within t trials')
     for a in (ax, ax2):
         a.grid(alpha=0.3)
-    ax2.legend(loc='lower right')
+    ax2.legend(loc='lower right', fontsize='small')
     fig.tight_layout()
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -187,6 +190,7 @@ def protocol_card(table, args, seconds: float) -> dict:
         table=dict(files=files, rows=len(table),
                    space=table.meta('space:'),
                    proxy=table.meta('proxy:'),
+                   validation=table.meta('validation:'),
                    metric=table.meta('metric:'),
                    teacher=table.meta('teacher:'),
                    value='mean over the files (one per training seed)',
@@ -203,7 +207,8 @@ def protocol_card(table, args, seconds: float) -> dict:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--benchmark', default='v1', choices=sorted(BENCHMARKS),
+    parser.add_argument('--benchmark', default=DEFAULT_BENCHMARK,
+                        choices=sorted(BENCHMARKS),
                         help='the shipped table (its seed files and space config) replayed '
                         'when --table / --space-config are not given')
     parser.add_argument('--table', nargs='+', default=None, metavar='CSV',
