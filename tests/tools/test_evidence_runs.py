@@ -103,3 +103,22 @@ def test_proxy_rank_agreement_of_the_searched_vs_handmade_script(tmp_path):
     # proxy means rank kd > dist > at > vanilla; full: kd > dist > vanilla > at
     assert got['proxy_vs_full_spearman'] == pytest.approx(0.8)
     assert 'proxy_vs_full_spearman' not in tool.rank_agreement(proxy, {})
+
+
+def test_overhead_card_names_the_configs_own_validation_split():
+    import importlib.util
+    import sys
+    root = osp.dirname(DOCS)
+    sys.path.insert(0, osp.join(root, 'tools', 'analysis'))
+    try:
+        spec = importlib.util.spec_from_file_location(
+            'benchmark_trial_overhead',
+            osp.join(root, 'tools', 'analysis', 'benchmark_trial_overhead.py'))
+        tool = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(tool)
+    finally:
+        sys.path.pop(0)
+    text = tool.validation_of(osp.join(root, 'configs', 'search', 'tabular_fmnist_v2_space.py'))
+    assert "'val_size': 5000" in text and 'held out of the training data' in text
+    text = tool.validation_of(osp.join(root, 'configs', 'search', 'random_kd_fmnist.py'))
+    assert "'val_size': 0.1" in text

@@ -107,6 +107,16 @@ class TimedEvaluator:
         return getattr(self.runner, name)
 
 
+def validation_of(config: str) -> str:
+    """What the trials are scored on: the config's ``search.validation``."""
+    from mmengine.config import Config
+
+    from kdzoo.search import search_settings
+    validation = search_settings(Config.fromfile(config).get('search'))['validation']
+    return (f'search.validation {dict(validation)}: held out of the training data'
+            if validation else 'the config\'s val loader')
+
+
 def run_search(launcher: str, args, work_dir: str) -> dict:
     """One search with ``launcher``; its trials' times and metrics."""
     from mmengine.config import Config
@@ -261,7 +271,7 @@ def main(argv=None):
                 cpu_count=os.cpu_count(), python=platform.python_version(),
                 torch=torch.__version__, config=args.config, trials=args.trials,
                 proxy=dict(train_images=args.train_images, epochs=args.epochs,
-                           validation='search.validation (10 % of the training data)'),
+                           validation=validation_of(args.config)),
                 trial_threads=args.threads or 'default',
                 teacher='checkpoint ' + args.teacher_checkpoint if args.teacher_checkpoint
                 else 'random init', load_avg_after=load)
