@@ -41,12 +41,16 @@ BENCHMARK_DIR = osp.join(osp.dirname(osp.abspath(__file__)), 'data')
 #: seed files. v1: one logit term, a 2-epoch proxy on 2000 images (noisy: seed-to-seed
 #: Spearman 0.50); v2: logits + a feature term + the student's width, a 4-epoch proxy on
 #: 10k images from an offline teacher store, validated on a held-out training split.
+#: ``work_dir``: where the builder keeps the teacher, the store and the runs.
 BENCHMARKS = {
     'v1': dict(space='configs/search/tabular_fmnist_space.py', prefix='fmnist_kd_table',
-               seeds=(0, 1, 2)),
+               seeds=(0, 1, 2), work_dir='work_dirs/tabular_fmnist'),
     'v2': dict(space='configs/search/tabular_fmnist_v2_space.py',
-               prefix='fmnist_kd_v2_table', seeds=(0, 1, 2)),
+               prefix='fmnist_kd_v2_table', seeds=(0, 1, 2),
+               work_dir='work_dirs/tabular_fmnist_v2'),
 }
+#: The benchmark the tools and loaders use unless told otherwise (v2: the low-noise one).
+DEFAULT_BENCHMARK = 'v2'
 
 
 def _benchmark(version: str) -> dict:
@@ -55,19 +59,18 @@ def _benchmark(version: str) -> dict:
     return BENCHMARKS[version]
 
 
-def seed_table(seed: int, version: str = 'v1') -> str:
+def seed_table(seed: int, version: str = DEFAULT_BENCHMARK) -> str:
     """The shipped Fashion-MNIST table file of one training seed of benchmark ``version``."""
     return osp.join(BENCHMARK_DIR, f'{_benchmark(version)["prefix"]}_seed{seed}.csv')
 
 
-def default_tables(version: str = 'v1') -> Tuple[str, ...]:
+def default_tables(version: str = DEFAULT_BENCHMARK) -> Tuple[str, ...]:
     """The seed files of benchmark ``version`` (averaged by :func:`load_table`)."""
     return tuple(seed_table(seed, version) for seed in _benchmark(version)['seeds'])
 
 
-#: The benchmark the tools and loaders use unless told otherwise (v2: the low-noise one).
-DEFAULT_BENCHMARK = 'v2'
-#: Its seed files (the same distillers trained with seeds 0, 1 and 2) and space config.
+#: The default benchmark's seed files (its distillers trained with seeds 0, 1 and 2) and
+#: space config.
 DEFAULT_TABLES = default_tables(DEFAULT_BENCHMARK)
 DEFAULT_SPACE_CONFIG = BENCHMARKS[DEFAULT_BENCHMARK]['space']
 #: Columns after the parameter columns.

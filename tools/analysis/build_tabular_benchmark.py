@@ -162,12 +162,14 @@ def ensure_store(search_cfg: Config, checkpoint: str, store: str, replays: int) 
     """Build (or resume) the offline teacher store the proxy reads, from the search config
     (its trials' data, its space's teacher outputs) with ``checkpoint``; a complete store
     is left as it is. Build it once (``--limit 0``) before starting ``--shard`` processes."""
+    from kdzoo.teaching import TeacherStore
     from kdzoo.teaching.build import build_store
     cfg = copy.deepcopy(search_cfg)
     cfg.model.teacher_checkpoint = checkpoint
     start = time.time()
     build_store(cfg, store, replays=replays, progress=False)
-    print(f'[table] teacher store {store} ({replays} replays) ready in '
+    views = TeacherStore.open(store).views  # 1 for fix/* modes, whatever --store-replays
+    print(f'[table] teacher store {store} ({views} view(s) per sample) ready in '
           f'{time.time() - start:.0f} s', flush=True)
 
 
@@ -204,8 +206,7 @@ def main(argv=None):
     parser.add_argument('--out', default=None,
                         help='default: kdzoo/benchmarks/data/<prefix>_seed<SEED>.csv')
     parser.add_argument('--work-dir', default=None,
-                        help='default: work_dirs/tabular_fmnist (v1), '
-                        'work_dirs/tabular_fmnist_<benchmark>')
+                        help='default: the work_dir of --benchmark (BENCHMARKS)')
     parser.add_argument('--store-replays', type=int, default=4,
                         help='views per sample of the offline teacher store, when the '
                         'proxy reads one (search.proxy.teacher_store)')
@@ -229,8 +230,7 @@ def main(argv=None):
     if args.out is None:
         args.out = seed_table(args.seed or 0, args.benchmark)
     if args.work_dir is None:
-        args.work_dir = ('work_dirs/tabular_fmnist' if args.benchmark == 'v1' else
-                         f'work_dirs/tabular_fmnist_{args.benchmark}')
+        args.work_dir = BENCHMARKS[args.benchmark]['work_dir']
     for key in ('config', 'out', 'work_dir', 'teacher_checkpoint'):  # relative to the cwd
         if getattr(args, key):
             setattr(args, key, _repo_path(getattr(args, key)))
